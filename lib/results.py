@@ -1,0 +1,128 @@
+"""The one results schema: written by core/evaluate.py and core/count_score.py, read by the UIs and the analysis
+scripts. Every key is listed here once.
+
+It is a superset of the original project's result files (`overall_cer`, `overall_f1`, `total_samples`,
+`timestamp`, `model_name`, `samples[{image_path, label, prediction, cer_score, f1_score}]`), which `load_results`
+reads unchanged (they get `schema_version` 0).
+
+Not for: computing scores (lib/utils/count_metric.py does that).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, NotRequired, TypedDict
+
+SCHEMA_VERSION = 1
+
+__all__ = ["SCHEMA_VERSION", "SampleResult", "ResultFile", "load_results", "write_results", "atomic_write_json",
+           "ResultsError"]
+
+
+class ResultsError(ValueError):
+    pass
+
+
+class SampleResult(TypedDict):
+    image_path: str  # as written in the dataset file (relative paths stay relative to it)
+    label: str  # ground truth
+    prediction: str | None  # None when the sample has an error
+    cer_score: float | None  # primary profile, unclipped; None when excluded (error)
+    f1_score: float | None  # primary profile, bag-of-characters F1
+    index: NotRequired[int]  # row in the dataset file
+    doc_id: NotRequired[str]
+    element: NotRequired[str | None]  # text | table | seal | signature | footer | ...
+    layout: NotRequired[Any]  # the original's focus_layout, or add_layout.py's attributes
+    error: NotRequired[str | None]  # why no prediction could be obtained (timeout, HTTP 503, corrupt image, ...)
+    raw_prediction: NotRequired[str]  # before post-processors
+    latency_s: NotRequired[float]
+    n_output_tokens: NotRequired[int]
+    scores: NotRequired[dict[str, dict[str, Any]]]  # profile -> per-sample metrics
+
+
+class ResultFile(TypedDict):
+    schema_version: int
+    model_name: str
+    timestamp: str  # ISO 8601
+    total_samples: int
+    overall_cer: float | None  # micro CER of the first profile
+    overall_f1: float | None  # macro bag-of-characters F1 of the first profile
+    samples: list[SampleResult]
+    profiles: NotRequired[list[str]]  # normalization profiles, first = primary
+    scores: NotRequired[dict[str, dict[str, Any]]]  # profile -> aggregate metrics (with CIs)
+    n_errors: NotRequired[int]
+    errors_as_empty: NotRequired[bool]
+    config: NotRequired[dict[str, Any]]  # resolved config of the run that produced it
+    prompt: NotRequired[dict[str, Any]]
+    decoding: NotRequired[dict[str, Any]]
+    postprocessors: NotRequired[list[str]]
+    timings: NotRequired[dict[str, Any]]  # wall_s, samples_per_s, latency_p50_s, latency_p95_s
+    data: NotRequired[dict[str, Any]]  # path, hash, n
+    git_commit: NotRequired[str | None]
+    backend: NotRequired[str]
+
+
+def atomic_write_json(obj: Any, path: str | os.PathLike, indent: int | None = 2) -> Path:
+    """Write JSON to a temp file in the same folder and rename it over `path`: readers never see half a file."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, ensure_ascii=False, indent=indent, default=str)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def load_results(path: str | os.PathLike) -> ResultFile:
+    """Read a result file (ours or the original project's). Raises ResultsError naming the file and the problem."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(f"result file not found: {p}") from None
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("samples"), list):
+        raise ResultsError(f"{p}: not a result file (expected an object with a 'samples' list)")
+    data.setdefault("schema_version", 0)
+    for i, s in enumerate(data["samples"]):
+        if not isinstance(s, dict):
+            raise ResultsError(f"{p}: samples[{i}] is not an object")
+        for key in ("label", "prediction"):
+            if key not in s:
+                raise ResultsError(f"{p}: samples[{i}] has no '{key}' field")
+        s.setdefault("image_path", s.get("img_path", ""))
+        if "focus_layout" in s and "layout" not in s:
+            s["layout"] = s["focus_layout"]
+    return data  # type: ignore[return-value]
+
+
+def write_results(results: ResultFile, path: str | os.PathLike) -> Path:
+    results.setdefault("schema_version", SCHEMA_VERSION)  # type: ignore[typeddict-item]
+    return atomic_write_json(results, path)
+
+
+def git_commit(repo_dir: str | os.PathLike | None = None) -> str | None:
+    """The current git commit of the project (with '-dirty' when the tree has changes), or None outside git."""
+    import subprocess
+
+    cwd = str(repo_dir or Path(__file__).resolve().parent.parent)
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True,
+                               text=True, timeout=5).stdout.strip()
+        return sha.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
