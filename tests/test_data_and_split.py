@@ -119,3 +119,12 @@ def test_split_script_refuses_bad_rows_unless_skipped(tmp_path):
     r = run_script("--input", str(path), "--output_dir", str(tmp_path / "o2"), "--skip_invalid")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "o2" / "split_summary.json").read_text())["skipped_rows"] == [len(rows) - 1]
+
+
+def test_validate_data_script(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "d.json").write_text(json.dumps([{"img_path": "a.png", "ocr_results": "甲"}, {"img_path": "b.png", "ocr_results": ""}]))
+    r = subprocess.run([sys.executable, "core/validate_data.py", "--input", str(tmp_path / "d.json"), "--report", str(tmp_path / "r.json")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "row 1 [label]" in r.stdout and "row 1 [image] file not found" in r.stdout
+    assert json.loads((tmp_path / "r.json").read_text())["bad_rows"] == [1]
