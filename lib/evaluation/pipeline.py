@@ -1,0 +1,158 @@
+"""The evaluation run behind core/evaluate.py: load and check the data, open (or resume) the journal, run the
+backend, then write the result file (original keys + schema version, resolved config, prompt, decoding,
+post-processors, profiles, timings) atomically in dataset order, scored by the metrics core.
+
+Not for: argument parsing (core/evaluate.py) or the metrics (lib/utils/count_metric.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from lib.evaluation.journal import Journal
+from lib.evaluation.postprocess import resolve_postprocessors
+from lib.evaluation.runner import build_samples, error_summary, latency_summary, run_samples
+
+__all__ = ["evaluate", "journal_path_for", "score"]
+
+log = logging.getLogger(__name__)
+
+
+def journal_path_for(output_file: str, checkpoint_file: str | None) -> Path:
+    if checkpoint_file:
+        return Path(checkpoint_file)
+    out = Path(output_file)
+    return out.with_name(out.name + ".journal.jsonl")
+
+
+def score(result: dict, profiles, n_bootstrap: int, errors_as_empty: bool) -> dict:
+    try:
+        from lib.utils.count_metric import score_result_file
+    except ImportError as exc:  # only while the metrics module is being built
+        log.warning("scores not computed: lib.utils.count_metric.score_result_file is not importable (%s)", exc)
+        return result
+    return score_result_file(result, profiles=tuple(profiles), n_bootstrap=n_bootstrap, seed=0,
+                             errors_as_empty=errors_as_empty)
+
+
+def evaluate(args: Any) -> dict:
+    from lib.config import resolved_config
+    from lib.data import dataset_hash, load_samples, validate_samples
+    from lib.evaluation.args import load_eval_prompt, make_backend
+    from lib.results import SCHEMA_VERSION, git_commit, write_results
+
+    t_start = time.perf_counter()
+    all_samples = load_samples(args.data_file)
+    samples = all_samples[: args.top_k] if args.top_k and args.top_k > 0 else all_samples
+    report = validate_samples(samples, check_images=False, allow_empty_labels=True)
+    if not report.ok:
+        log.warning("%s", report.format(limit=10))
+    log.info("evaluating %d of %d samples from %s", len(samples), len(all_samples), args.data_file)
+
+    prompt, meta = load_eval_prompt(args)
+    backend = make_backend(args, prompt)
+    postprocessors = resolve_postprocessors(args.postprocess, backend.default_postprocessors)
+    identity = {**backend.identity(), "data_hash": dataset_hash(all_samples)}
+    jpath = journal_path_for(args.output_file, args.checkpoint_file)
+    journal = Journal(jpath, identity).open(resume=args.resume)
+    if journal.n_lines_dropped:
+        log.warning("journal %s: dropped %d incomplete line(s) left by an interruption", jpath, journal.n_lines_dropped)
+
+    model_name = getattr(backend, "model_name", None) or identity.get("model") or args.mode
+
+    def partial_snapshot():
+        snap = {"schema_version": SCHEMA_VERSION, "model_name": model_name, "partial": True,
+                "timestamp": datetime.now().isoformat(timespec="seconds"),
+                "samples": [s for s in build_samples(samples, journal, postprocessors)
+                            if not (s.get("error") or "").startswith("not evaluated")]}
+        write_results(snap, Path(args.output_file).with_suffix(".partial.json"))
+
+    try:
+        stats = run_samples(samples, backend, journal, workers=args.workers, batch_size=args.batch_size,
+                            retry_errors=args.retry_errors, progress=args.progress, save_interval=args.save_interval,
+                            on_checkpoint=partial_snapshot, desc=f"OCR ({args.mode})")
+    except KeyboardInterrupt:
+        journal.close()
+        log.error("interrupted: %d samples are safe in %s; run the same command again to continue", len(journal.records), jpath)
+        raise
+    finally:
+        backend.close()
+    journal.close()
+
+    sample_results = build_samples(samples, journal, postprocessors)
+    lat = latency_summary(sample_results)
+    timed = [s["latency_s"] for s in sample_results if s.get("latency_s") is not None and not s.get("error")]
+    for s in sample_results:  # the original's per-sample key
+        s["inference_time"] = s.get("latency_s")
+    decoding = identity.get("decoding")
+    cfg = resolved_config(args)
+    result: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "model_name": model_name,
+        "backend": args.mode,
+        "timestamp": datetime.now().isoformat(timespec="seconds"),
+        "total_samples": len(sample_results),
+        "overall_cer": None,
+        "overall_f1": None,
+        "average_inference_time": (sum(timed) / len(timed)) if timed else None,
+        "total_inference_time": sum(timed) if timed else None,
+        "min_inference_time": min(timed) if timed else None,
+        "max_inference_time": max(timed) if timed else None,
+        "n_errors": sum(1 for s in sample_results if s.get("error")),
+        "errors_as_empty": bool(args.errors_as_empty),
+        "errors": error_summary(sample_results),
+        "prompt": prompt.to_dict(),
+        "decoding": decoding,
+        "run_identity": identity,
+        "postprocessors": postprocessors,
+        "data": {"path": str(args.data_file), "hash": identity["data_hash"], "n": len(samples), "n_in_file": len(all_samples)},
+        "journal": str(jpath),
+        "git_commit": git_commit(),
+        "config": cfg,
+        "timings": {"wall_s": round(time.perf_counter() - t_start, 3), "run_wall_s": round(stats.wall_s, 3),
+                    "samples_run": stats.n_run, "samples_resumed": stats.n_skipped,
+                    "samples_per_s": round(stats.samples_per_s, 3), **lat},
+        "samples": sample_results,
+    }
+    if meta:
+        result["model_meta"] = meta
+    result = score(result, args.profiles, args.n_bootstrap, args.errors_as_empty)
+    write_results(result, args.output_file)
+    partial = Path(args.output_file).with_suffix(".partial.json")
+    if partial.exists():
+        partial.unlink()
+    log.info("%s", format_summary(result))
+    log.info("results written to %s (journal: %s)", args.output_file, jpath)
+    return result
+
+
+def _fmt(v, pct=False):
+    if v is None:
+        return "n/a"
+    return f"{v * 100:.2f}%" if pct else f"{v:.4f}"
+
+
+def format_summary(result: dict) -> str:
+    t = result.get("timings", {})
+    lines = ["=" * 60, f"model {result.get('model_name')}  backend {result.get('backend')}  "
+             f"samples {result.get('total_samples')}  errors {result.get('n_errors')}"]
+    for prof, sc in (result.get("scores") or {}).items():
+        if isinstance(sc, dict):
+            cer = sc.get("cer_micro", sc.get("micro_cer", sc.get("cer")))
+            ci = sc.get("cer_micro_ci", sc.get("micro_cer_ci"))
+            ci_s = f" [{ci[0] * 100:.2f}, {ci[1] * 100:.2f}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
+            lines.append(f"profile {prof}: CER {_fmt(cer, True)}{ci_s}  F1 {_fmt(sc.get('f1_macro', sc.get('bag_f1_macro')), True)}  n {sc.get('n')}")
+    lines.append(f"overall CER {_fmt(result.get('overall_cer'), True)}  overall F1 {_fmt(result.get('overall_f1'), True)}")
+    for reason, n in (result.get("errors") or {}).items():
+        lines.append(f"  error x{n}: {reason}")
+    p50, p95 = t.get("latency_p50_s"), t.get("latency_p95_s")
+    lines.append(f"latency p50 {_fmt(p50)} s  p95 {_fmt(p95)} s  throughput {t.get('samples_per_s')} samples/s "
+                 f"({t.get('samples_run')} run, {t.get('samples_resumed')} resumed)")
+    lines.append("=" * 60)
+    return "\n".join(lines)
