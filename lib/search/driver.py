@@ -1,0 +1,312 @@
+"""The search driver: build the study, run trials (each `core/sft_gemma.py` in its own process), write results.
+
+`run_search(settings)` is what `core/gemma_hyperparameter_search.py` calls. One study can be worked on by
+
+- `n_workers` processes started here (`python -m lib.search.worker <run_spec.json>`), each running its share of
+  `n_trials`, optionally pinned to GPUs (`gpus`), all on the same storage;
+- any number of other machines running the same command with the same `--storage` URL and `--resume`.
+
+Each trial: the sampler picks parameters from the search space, they are laid over the fixed training
+configuration (base_config < config file < command line), the result is written to
+`<base_output_dir>/<study>/trial_NNNN/trial_config.json`, and `core/sft_gemma.py --config trial_config.json
+--output_dir ... --optuna_storage ... --optuna_study_name ... --optuna_trial_number N` runs with a wall-clock
+limit. Inside it, `lib.search.pruning.OptunaPruningCallback` reports the validation metric and stops a pruned trial
+(exit status 77). The trial is COMPLETE with the last reported value, PRUNED, or FAIL with a reason
+(`fail_reason` user attribute: time limit, exit status + log tail, no metric reported, worker died).
+
+Not for: parsing the command line (core/gemma_hyperparameter_search.py) or writing tables/plots (report.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lib.results import atomic_write_json
+from lib.search import report
+from lib.search.space import decode_params, grid_values, suggest
+from lib.search.storage import (FAIL_REASON_ATTR, WORKER_ATTR, describe_storage, fail_dead_local_trials,
+                                open_storage)
+from lib.search.study import make_pruner, make_sampler
+from lib.search.trial import PARENT_PID_ENV, PRUNED_EXIT_CODE, run_trial_process, tail
+
+__all__ = ["RunSpec", "TrialFailed", "METRICS", "create_or_load_study", "run_worker", "run_search",
+           "default_trial_command"]
+
+log = logging.getLogger("search")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+METRICS = {"eval_cer": ["minimize"], "eval_loss": ["minimize"], "eval_cer+wall_time": ["minimize", "minimize"]}
+
+
+class TrialFailed(Exception):
+    """A trial that did not produce its objective; the message is also its `fail_reason`."""
+
+
+def default_trial_command() -> list[str]:
+    return [sys.executable, str(REPO_ROOT / "core" / "sft_gemma.py")]
+
+
+@dataclasses.dataclass
+class RunSpec:
+    """Everything a worker needs, resolved once by the driver and written to `run_spec.json`."""
+
+    study_name: str
+    storage: str
+    search_mode: str
+    objective: str
+    search_space: dict
+    pruner: dict | None
+    training_config: dict  # fixed training arguments every trial starts from
+    base_output_dir: str
+    studies_dir: str
+    seed: int | None = 3407
+    trial_timeout: float | None = None
+    timeout: float | None = None
+    trial_command: list[str] = dataclasses.field(default_factory=default_trial_command)
+    heartbeat_interval: int | None = 60
+    grace_period: int | None = None
+    keep_all: bool = False
+    tpe_startup_trials: int = 5
+
+    @property
+    def metric(self) -> str:
+        return self.objective.split("+")[0]
+
+    @property
+    def study_dir(self) -> Path:
+        return Path(self.base_output_dir) / self.study_name
+
+    def save(self, path: str | Path) -> Path:
+        return atomic_write_json(dataclasses.asdict(self), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunSpec":
+        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _storage(spec: RunSpec, *, heartbeat: bool):
+    if heartbeat:
+        return open_storage(spec.storage, heartbeat_interval=spec.heartbeat_interval, grace_period=spec.grace_period)
+    return open_storage(spec.storage)
+
+
+def _sampler(spec: RunSpec, worker_index: int):
+    seed = None if spec.seed is None else spec.seed + worker_index  # same seed in every worker = same samples
+    grid = grid_values(spec.search_space) if spec.search_mode == "grid" else None
+    return make_sampler(spec.search_mode, seed=seed, grid=grid, multi_objective=len(METRICS[spec.objective]) > 1,
+                        n_startup_trials=spec.tpe_startup_trials)
+
+
+def create_or_load_study(spec: RunSpec, *, resume: bool):
+    """Create the study (or open it with `resume`), storing the settings trial processes need."""
+    import optuna
+
+    storage = _storage(spec, heartbeat=False)
+    directions = METRICS[spec.objective]
+    try:
+        study = optuna.create_study(study_name=spec.study_name, storage=storage, directions=directions,
+                                    sampler=_sampler(spec, 0), pruner=make_pruner(spec.pruner),
+                                    load_if_exists=resume)
+    except optuna.exceptions.DuplicatedStudyError:
+        raise SystemExit(f"study '{spec.study_name}' already exists in {describe_storage(spec.storage)}: pass "
+                         f"--resume to add trials to it, or choose another --study-name") from None
+    stored = study.user_attrs.get("search")
+    settings = {"metric": spec.metric, "objective": spec.objective, "pruner": spec.pruner,
+                "search_space": spec.search_space, "search_mode": spec.search_mode,
+                "base_training_config": spec.training_config}
+    if stored is None:
+        study.set_user_attr("search", settings)
+    else:
+        if [d.name.lower() for d in study.directions] != directions or stored.get("objective") != spec.objective:
+            raise SystemExit(f"study '{spec.study_name}' optimises {stored.get('objective')}; --objective "
+                             f"{spec.objective} cannot resume it (choose another --study-name)")
+        if stored.get("search_space") != spec.search_space or stored.get("base_training_config") != spec.training_config:
+            log.warning("resuming '%s' with a different search space or training config than it started with; "
+                        "the new one is used for new trials and stored", spec.study_name)
+            study.set_user_attr("search", settings)
+    return study
+
+
+def _objective_factory(spec: RunSpec, *, gpu: str | None):
+    import optuna
+
+    def objective(trial: "optuna.Trial"):
+        params = suggest(trial, spec.search_space)
+        trial_dir = (spec.study_dir / f"trial_{trial.number:04d}").resolve()
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        config = report.best_training_config(spec.training_config, params)
+        cfg_path = atomic_write_json(config, trial_dir / "trial_config.json")
+        trial.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": os.getpid(), "gpu": gpu})
+        trial.set_user_attr("output_dir", str(trial_dir))
+        trial.set_user_attr("training_config", config)
+        trial.set_user_attr("decoded_params", params)
+        cmd = list(spec.trial_command) + ["--config", str(cfg_path), "--output_dir", str(trial_dir),
+                                          "--optuna_storage", spec.storage, "--optuna_study_name", spec.study_name,
+                                          "--optuna_trial_number", str(trial.number)]
+        env = dict(os.environ)
+        env[PARENT_PID_ENV] = str(os.getpid())
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
+        log.info("trial %d: %s", trial.number, json.dumps(params, ensure_ascii=False))
+        res = run_trial_process(cmd, timeout_s=spec.trial_timeout, log_path=trial_dir / "train.log", env=env,
+                                cwd=str(REPO_ROOT))
+        trial.set_user_attr("duration_s", round(res.duration_s, 2))
+        trial.set_user_attr("returncode", res.returncode)
+        attrs = trial.study._storage.get_trial(trial._trial_id).user_attrs
+        if res.timed_out:
+            raise TrialFailed(f"killed after the trial time limit of {spec.trial_timeout:g} s "
+                              f"(--trial-timeout); log: {res.log_path}")
+        if res.returncode == PRUNED_EXIT_CODE or (res.returncode != 0 and "pruned_at_step" in attrs):
+            log.info("trial %d pruned at step %s (%s=%.4g, median of completed trials %s)", trial.number,
+                     attrs.get("pruned_at_step"), spec.metric, attrs.get("pruned_value", math.nan),
+                     attrs.get("median_at_pruned_step"))
+            raise optuna.TrialPruned(f"pruned at step {attrs.get('pruned_at_step')}")
+        if res.returncode != 0:
+            sig = f" (killed by signal {res.killed_by_signal})" if res.killed_by_signal else ""
+            raise TrialFailed(f"training exited with status {res.returncode}{sig}; last log lines "
+                              f"({res.log_path}):\n{tail(res.log_path)}")
+        value = attrs.get("objective_value")
+        if value is None:
+            raise TrialFailed(f"training finished but reported no {spec.metric}: the trial must evaluate on a "
+                              f"validation split (eval_steps <= max steps) — log: {res.log_path}")
+        if len(METRICS[spec.objective]) > 1:
+            return float(value), float(res.duration_s)
+        return float(value)
+
+    return objective
+
+
+def _after_trial(spec: RunSpec):
+    from optuna.trial import TrialState
+
+    def callback(study, frozen) -> None:
+        if frozen.state == TrialState.FAIL:
+            reason = frozen.user_attrs.get(FAIL_REASON_ATTR, "")
+            log.warning("trial %d failed: %s", frozen.number, reason.splitlines()[0] if reason else "?")
+        fail_dead_local_trials(study)
+        report.cleanup_checkpoints(study, keep_all=spec.keep_all, root=spec.study_dir)
+
+    return callback
+
+
+def run_worker(spec: RunSpec, *, n_trials: int | None, worker_index: int = 0, gpu: str | None = None) -> int:
+    """Run up to `n_trials` trials of the study in this process; returns how many this worker finished."""
+    import optuna
+
+    storage = _storage(spec, heartbeat=True)
+    study = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=_sampler(spec, worker_index),
+                              pruner=make_pruner(spec.pruner))
+    dead = fail_dead_local_trials(study)
+    if dead:
+        log.warning("trials %s were left RUNNING by a dead worker: marked failed", dead)
+    n_before = len(study.trials)
+
+    objective = _objective_factory(spec, gpu=gpu)
+
+    def wrapped(trial):
+        try:
+            return objective(trial)
+        except TrialFailed as exc:
+            trial.set_user_attr(FAIL_REASON_ATTR, str(exc))
+            raise
+
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _raise_exit)  # SIGTERM -> SystemExit -> the running trial's group is killed
+    try:
+        study.optimize(wrapped, n_trials=n_trials, timeout=spec.timeout, catch=(TrialFailed,),
+                       callbacks=[_after_trial(spec)], gc_after_trial=False, show_progress_bar=False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return len(study.trials) - n_before
+
+
+def _raise_exit(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _spawn_worker(spec_path: Path, *, n_trials: int | None, worker_index: int, gpu: str | None, log_path: Path):
+    cmd = [sys.executable, "-m", "lib.search.worker", str(spec_path), "--worker-index", str(worker_index)]
+    if n_trials is not None:
+        cmd += ["--n-trials", str(n_trials)]
+    if gpu is not None:
+        cmd += ["--gpu", gpu]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(log_path, "ab")
+    log.info("worker %d: %s (log %s)", worker_index, shlex.join(cmd), log_path)
+    return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(REPO_ROOT)), fh
+
+
+def _shares(n_trials: int | None, n_workers: int) -> list[int | None]:
+    if n_trials is None:
+        return [None] * n_workers
+    return [n_trials // n_workers + (1 if i < n_trials % n_workers else 0) for i in range(n_workers)]
+
+
+def run_search(spec: RunSpec, *, n_trials: int | None, n_workers: int = 1, resume: bool = False,
+               gpus: list[str] | None = None, enqueue: list[dict] | None = None) -> dict[str, Any]:
+    """Create/resume the study, run it with `n_workers` processes, write tables/plots/best config. Returns a summary."""
+    import optuna
+    from optuna.trial import TrialState
+
+    start = time.time()
+    spec.study_dir.mkdir(parents=True, exist_ok=True)
+    study = create_or_load_study(spec, resume=resume)
+    n_existing = len(study.trials)
+    for params in enqueue or []:
+        study.enqueue_trial(params, skip_if_exists=True)
+    spec_path = spec.save(spec.study_dir / "run_spec.json")
+    log.info("study '%s' (%s, %s, objective %s): %d trials already, running %s more with %d worker(s)",
+             spec.study_name, describe_storage(spec.storage), spec.search_mode, spec.objective, n_existing,
+             "unbounded" if n_trials is None else n_trials, n_workers)
+    shares = _shares(n_trials, n_workers)
+    gpus = gpus or []
+    children = []
+    try:
+        for i in range(1, n_workers):
+            if shares[i] == 0:
+                continue
+            gpu = gpus[i % len(gpus)] if gpus else None
+            children.append(_spawn_worker(spec_path, n_trials=shares[i], worker_index=i, gpu=gpu,
+                                          log_path=spec.study_dir / f"worker_{i}.log"))
+        if shares[0] != 0:
+            run_worker(spec, n_trials=shares[0], worker_index=0, gpu=gpus[0] if gpus else None)
+        for proc, fh in children:
+            rc = proc.wait()
+            fh.close()
+            if rc != 0:
+                log.warning("worker pid %d exited with status %d (see %s)", proc.pid, rc, spec.study_dir)
+    finally:
+        for proc, fh in children:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            fh.close()
+
+    study = optuna.load_study(study_name=spec.study_name, storage=open_storage(spec.storage))
+    fail_dead_local_trials(study)
+    csv_path, md_path = report.write_trial_table(study, spec.study_dir)
+    plots = report.write_plots(study, spec.study_dir)
+    best = report.write_best_outputs(study, out_dir=spec.study_dir, studies_dir=spec.studies_dir)
+    cleaned = report.cleanup_checkpoints(study, keep_all=spec.keep_all, root=spec.study_dir)
+    states = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
+    summary = {"study_name": spec.study_name, "storage": spec.storage, "objective": spec.objective,
+               "n_trials_total": len(study.trials), "n_trials_this_run": len(study.trials) - n_existing,
+               "states": {k: v for k, v in states.items() if v}, "wall_s": round(time.time() - start, 1),
+               "trials_csv": str(csv_path), "trials_md": str(md_path), "plots": [str(p) for p in plots],
+               "freed_bytes": cleaned["freed_bytes"], **best}
+    atomic_write_json(summary, spec.study_dir / "summary.json")
+    return summary
