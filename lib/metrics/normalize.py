@@ -1,0 +1,176 @@
+"""Text normalization profiles applied to both prediction and ground truth before any text metric.
+
+Three named profiles; the name used is recorded in every result file (`profiles`, `scores[<profile>]`):
+
+* ``seed`` — the original project's ``normalize_text`` (yenhao-huang/vlm-sft-ocr ``core/count_score.py``), quirks
+  included, so numbers are comparable with its published table: remove every whitespace run (``re.sub(r"\\s+", "")``),
+  then the 32 ASCII ``string.punctuation`` characters, then exactly the characters in ``SEED_CJK_PUNCTUATION``.
+  The original meant to remove the curly quotes “”‘’ too, but a string-literal slip (``'...：""''『...'``) turned
+  them into two ASCII ``"`` and an implicit string concatenation, so curly quotes are **kept**; ︲ (U+FE32) and the
+  small forms ﹏﹐﹑﹒﹔﹕﹖﹗ were never listed and are kept as well. No Unicode normalization, no width folding.
+* ``standard`` (the default) — in this order: NFC; delete format characters (Unicode category Cf: ZWSP, ZWNJ, ZWJ,
+  LRM/RLM U+200B–U+200F, BOM U+FEFF, soft hyphen, bidi controls, word joiner ...); strip Markdown heading markers
+  (``#`` .. ``######`` at a line start), emphasis markers (``**``, ``__``, ``~~``, and ``*x*`` / ``_x_`` around
+  non-space text) and inline HTML tags other than table structure (``table thead tbody tfoot tr td th caption
+  colgroup col`` are kept so TEDS can still read them); full-width ASCII U+FF01–U+FF5E → ASCII and U+3000 → space;
+  Kangxi radicals (U+2F00–U+2FD5) and CJK radicals supplement with a compatibility mapping → unified ideographs (CJK
+  compatibility ideographs are already mapped by NFC); finally delete all whitespace (``str.isspace`` characters).
+  Punctuation and letter case are kept.
+* ``lenient`` — ``standard``, then delete the remaining (table) HTML tags, then delete every punctuation character (Unicode categories P*, plus the ASCII
+  ``string.punctuation`` symbols ``$+<=>^`|~``), ``str.casefold()``, then OpenCC ``t2s`` (Traditional →
+  Simplified; never ``s2t``/``tw2sp``, which are lossy or rewrite vocabulary) on both sides, so a prediction in the
+  other script is not penalised.
+
+Not for: table cell extraction (lib/metrics/tables.py) or computing distances (lib/metrics/text.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import string
+import sys
+import unicodedata
+
+__all__ = ["PROFILES", "DEFAULT_PROFILE", "SEED_CJK_PUNCTUATION", "normalize", "check_profile", "t2s",
+           "ProfileError"]
+
+PROFILES: tuple[str, ...] = ("seed", "standard", "lenient")
+DEFAULT_PROFILE = "standard"
+
+# Exactly the characters the original removed after ASCII punctuation (its literal minus the slipped quotes).
+SEED_CJK_PUNCTUATION = ("，。！？；：『』「」（）【】《》〈〉、·…—～"
+                        "︰︱︳︴︵︶︷︸︹︺︻︼︽︾︿﹀﹁﹂﹃﹄﹙﹚﹛﹜﹝﹞")
+
+
+class ProfileError(ValueError):
+    """An unknown normalization profile name; the message suggests the closest known one."""
+
+
+def check_profile(profile: str) -> str:
+    if profile in PROFILES:
+        return profile
+    import difflib
+
+    close = difflib.get_close_matches(str(profile), PROFILES, n=1, cutoff=0.3)
+    hint = f" — did you mean {close[0]!r}?" if close else ""
+    raise ProfileError(f"unknown normalization profile {profile!r}{hint} (known: {', '.join(PROFILES)})")
+
+
+# ---------------------------------------------------------------------------------------------------------- seed
+_SEED_WS = re.compile(r"\s+")
+_SEED_TABLE = str.maketrans("", "", string.punctuation + SEED_CJK_PUNCTUATION)
+
+
+def _normalize_seed(text: str) -> str:
+    text = _SEED_WS.sub("", text)
+    return text.translate(_SEED_TABLE)
+
+
+# ------------------------------------------------------------------------------------------------------ standard
+def _format_chars() -> str:
+    return "".join(chr(c) for c in range(0x10000) if unicodedata.category(chr(c)) == "Cf")
+
+
+_CF_CHARS = _format_chars()
+_CF_RE = re.compile("[" + re.escape(_CF_CHARS) + "]+")
+_TABLE_TAGS = ("table", "thead", "tbody", "tfoot", "tr", "td", "th", "caption", "colgroup", "col")
+# An HTML tag (opening, closing or self-closing) or comment whose name is not table structure.
+_INLINE_TAG_RE = re.compile(r"<!--.*?-->|</?(?!(?:%s)\b)[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>" % "|".join(_TABLE_TAGS),
+                            re.S | re.I)
+_MD_HEADING_RE = re.compile(r"^[ \t]{0,3}#{1,6}(?=[ \t]|$)", re.M)
+_MD_STRONG_RE = re.compile(r"\*\*|__|~~")
+_MD_EMPH_RE = re.compile(r"(?<![\w*])([*_])(?=\S)(.+?)(?<=\S)\1(?![\w*])", re.S)
+_FULLWIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}
+_FULLWIDTH[0x3000] = 0x20
+
+
+def _radical_table() -> dict[int, str]:
+    table = {}
+    for c in list(range(0x2E80, 0x2F00)) + list(range(0x2F00, 0x2FE0)):
+        ch = chr(c)
+        k = unicodedata.normalize("NFKC", ch)
+        if k != ch and len(k) == 1:
+            table[c] = k
+    return table
+
+
+_WIDTH_RADICAL_TABLE = {**_FULLWIDTH, **_radical_table()}
+_WIDTH_RADICAL_RE = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_WIDTH_RADICAL_TABLE)) + "]")
+_WS_RE = re.compile(r"\s+")
+
+
+def _strip_markup(text: str) -> str:
+    if "<" in text:
+        text = _INLINE_TAG_RE.sub("", text)
+    if "#" in text:
+        text = _MD_HEADING_RE.sub("", text)
+    if "*" in text or "_" in text or "~" in text:
+        text = _MD_STRONG_RE.sub("", text)
+        if "*" in text or "_" in text:
+            text = _MD_EMPH_RE.sub(r"\2", text)
+    return text
+
+
+def _normalize_standard(text: str) -> str:
+    if not text.isascii():
+        if not unicodedata.is_normalized("NFC", text):
+            text = unicodedata.normalize("NFC", text)
+        text = _CF_RE.sub("", text)
+    text = _strip_markup(text)
+    if not text.isascii() and _WIDTH_RADICAL_RE.search(text):
+        text = text.translate(_WIDTH_RADICAL_TABLE)
+    return _WS_RE.sub("", text)
+
+
+# ------------------------------------------------------------------------------------------------------- lenient
+def _punct_chars() -> str:
+    chars = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)).startswith("P")]
+    return "".join(sorted(set(chars) | set(string.punctuation)))
+
+
+@functools.lru_cache(maxsize=1)
+def _punct_re() -> re.Pattern:
+    return re.compile("[" + re.escape(_punct_chars()) + "]+")
+
+
+@functools.lru_cache(maxsize=1)
+def _t2s_converter():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def t2s(text: str) -> str:
+    """OpenCC Traditional → Simplified (config ``t2s``: characters and phrases, no regional vocabulary)."""
+    if not text or text.isascii():
+        return text
+    return _t2s_converter().convert(text)
+
+
+_ANY_TAG_RE = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
+
+
+def _normalize_lenient(text: str) -> str:
+    text = _normalize_standard(text)
+    if "<" in text:
+        text = _ANY_TAG_RE.sub("", text)  # table structure too: lenient compares text only
+    text = _punct_re().sub("", text)
+    text = text.casefold()
+    return t2s(text)
+
+
+_IMPL = {"seed": _normalize_seed, "standard": _normalize_standard, "lenient": _normalize_lenient}
+
+
+def normalize(text: str | None, profile: str = DEFAULT_PROFILE) -> str:
+    """Normalize `text` with a named profile (``seed``, ``standard``, ``lenient``; see the module docstring for
+    the exact steps). ``None`` is treated as the empty string."""
+    if text is None:
+        return ""
+    try:
+        fn = _IMPL[profile]
+    except KeyError:
+        check_profile(profile)
+        raise
+    return fn(str(text))

@@ -1,0 +1,413 @@
+"""Score a result file (the schema in lib/results.py) with one or more normalization profiles, and compare two.
+
+``score_result_file`` fills, for every profile in ``profiles`` (the first one is the primary):
+
+* per sample: ``scores[profile]`` = {cer, cer_clipped, ned, exact, bag_f1, lcs_f1, len_pred, len_gt, edits,
+  substitutions, deletions, insertions, [teds, teds_s, table_cell_cer | seal_ned], [repetition_loop]} and the
+  original's ``cer_score`` (unclipped CER) / ``f1_score`` (bag F1) of the primary profile;
+* top level: ``scores[profile]`` (aggregates, 95 % CIs, anatomy, tables, seals, slices), ``overall_cer`` (micro CER
+  of the primary profile), ``overall_f1`` (macro bag F1 of the primary profile), ``profiles``, ``total_samples``,
+  ``n_errors``, ``errors_as_empty``, ``scoring`` (the settings used).
+
+Which text a CER uses: under ``seed`` the raw strings, exactly like the original. Under ``standard`` and ``lenient``
+every table in a prediction or a label (HTML or Markdown) is first replaced by its cell text (cells joined row by row),
+so a table is comparable with plain-text OCR output; table samples get TEDS/TEDS-S on top of that.
+A sample is a table sample when its ``element`` is ``table`` (or it has no element and its label is one table).
+
+Samples whose ``error`` is set are excluded (counted in ``n_errors``) unless ``errors_as_empty``, which scores them as
+empty predictions.
+
+Not for: the metric definitions themselves (text.py, tables.py) or the CLI (core/count_score.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any, Sequence
+
+import numpy as np
+
+from lib.metrics import stats
+from lib.metrics.normalize import DEFAULT_PROFILE, PROFILES, check_profile, normalize
+from lib.metrics.registry import get_metric
+from lib.metrics.tables import (DEFAULT_TIME_LIMIT_S, TableParseError, TableTimeout, has_table, looks_like_table,
+                                parse_table, table_cell_text, tree_edit_distance)
+from lib.metrics.text import PairBatch, score_pairs, seal_ned
+
+__all__ = ["score_result_file", "paired_comparison", "score_texts", "HEADLINE_METRICS", "PER_SAMPLE_METRICS"]
+
+log = logging.getLogger(__name__)
+
+# per-sample metric -> (numerator, denominator) used for the headline aggregate
+HEADLINE_METRICS = ("cer_micro", "cer_macro", "cer_clipped_macro", "ned_macro", "bag_f1_macro", "lcs_f1_macro",
+                    "exact_match")
+PER_SAMPLE_METRICS = ("cer", "cer_clipped", "ned", "exact", "bag_f1", "lcs_f1")
+_TOP_CONFUSIONS = 20
+_MAX_EXAMPLES = 20
+
+
+def _prediction_text(s: dict, errors_as_empty: bool) -> str:
+    if s.get("error") and errors_as_empty:
+        return ""
+    p = s.get("prediction")
+    return "" if p is None else str(p)
+
+
+def _is_table_sample(s: dict) -> bool:
+    el = s.get("element")
+    if el:
+        return str(el).lower() == "table"
+    return looks_like_table(s.get("label"))
+
+
+def _is_seal_sample(s: dict) -> bool:
+    return str(s.get("element") or "").lower() == "seal"
+
+
+def _cer_text(text: str, profile: str) -> str:
+    if profile != "seed" and has_table(text):
+        return table_cell_text(text)
+    return text
+
+
+def _per_sample_arrays(b: PairBatch, both_empty: float) -> dict[str, np.ndarray]:
+    lp, lg, lev = b.len_p.astype(float), b.len_g.astype(float), b.lev.astype(float)
+    safe_g = np.where(lg > 0, lg, 1.0)
+    cer = np.where(lg > 0, lev / safe_g, np.where(lp > 0, 1.0, 0.0))
+    longest = np.maximum(lp, lg)
+    ned = np.where(longest > 0, lev / np.where(longest > 0, longest, 1.0), 0.0)
+    tot = lp + lg
+    safe_tot = np.where(tot > 0, tot, 1.0)
+    tp = b.bag_tp.astype(float)
+    bag = np.where(tot == 0, both_empty, np.where((tp > 0) & (lp > 0) & (lg > 0), 2.0 * tp / safe_tot, 0.0))
+    lcs = np.where(tot == 0, 1.0, 1.0 - b.indel.astype(float) / safe_tot)
+    return {"cer": cer, "cer_clipped": np.minimum(cer, 1.0), "ned": ned, "exact": b.exact.astype(float),
+            "bag_f1": bag, "lcs_f1": lcs}
+
+
+def _micro(num: float, den: float) -> float:
+    if den > 0:
+        return float(num / den)
+    return 0.0 if num == 0 else 1.0
+
+
+def _aggregate(idx: np.ndarray, arrays: dict[str, np.ndarray], b: PairBatch, codes: np.ndarray, n_bootstrap: int,
+               seed: int) -> dict[str, Any]:
+    """Headline numbers + CIs over the samples `idx` (positions in the batch)."""
+    n = int(idx.size)
+    out: dict[str, Any] = {"n": n}
+    if n == 0:
+        out.update({k: None for k in HEADLINE_METRICS})
+        out["ci95"] = {k: None for k in HEADLINE_METRICS}
+        out["n_docs"] = 0
+        return out
+    lev = b.lev[idx].astype(float)
+    lg = b.len_g[idx].astype(float)
+    ones = np.ones(n)
+    out["cer_micro"] = _micro(lev.sum(), lg.sum())
+    out["cer_macro"] = float(arrays["cer"][idx].mean())
+    out["cer_clipped_macro"] = float(arrays["cer_clipped"][idx].mean())
+    out["ned_macro"] = float(arrays["ned"][idx].mean())
+    out["bag_f1_macro"] = float(arrays["bag_f1"][idx].mean())
+    out["lcs_f1_macro"] = float(arrays["lcs_f1"][idx].mean())
+    out["exact_match"] = float(arrays["exact"][idx].mean())
+    out["chars_gt"] = int(lg.sum())
+    out["edits"] = int(lev.sum())
+    sub_codes = codes[idx]
+    _, dense = np.unique(sub_codes, return_inverse=True)
+    out["n_docs"] = int(dense.max()) + 1
+    ratios = {"cer_micro": (lev, lg), "cer_macro": (arrays["cer"][idx], ones),
+              "cer_clipped_macro": (arrays["cer_clipped"][idx], ones), "ned_macro": (arrays["ned"][idx], ones),
+              "bag_f1_macro": (arrays["bag_f1"][idx], ones), "lcs_f1_macro": (arrays["lcs_f1"][idx], ones),
+              "exact_match": (arrays["exact"][idx], ones)}
+    out["ci95"] = stats.bootstrap_ratios(dense, ratios, n_bootstrap=n_bootstrap, seed=seed)
+    return out
+
+
+def _anatomy(idx: np.ndarray, b: PairBatch, samples: list[dict], positions: np.ndarray) -> dict[str, Any]:
+    n = int(idx.size)
+    subs, dels, ins = int(b.sub[idx].sum()), int(b.dele[idx].sum()), int(b.ins[idx].sum())
+    edits = int(b.lev[idx].sum())
+    chars = int(b.len_g[idx].sum())
+    st = int(b.st_sub[idx].sum())
+    empty = int(((b.len_p[idx] == 0) & (b.len_g[idx] > 0)).sum())
+    loops = [(k, v) for k, v in sorted(b.loops.items()) if k in set(idx.tolist())]
+    from lib.metrics.text import is_st_confusion
+
+    top = [[g, p, c, is_st_confusion(g, p)] for (g, p), c in b.confusions.most_common(_TOP_CONFUSIONS)]
+    return {
+        "substitutions": subs, "deletions": dels, "insertions": ins,
+        "substitution_rate": _micro(subs, chars) if chars else 0.0,
+        "deletion_rate": _micro(dels, chars) if chars else 0.0,
+        "insertion_rate": _micro(ins, chars) if chars else 0.0,
+        "top_confusions": top,  # [gt_char, pred_char, count, is_S/T_variant]
+        "st_confusions": st,
+        "st_confusion_rate": st / edits if edits else 0.0,
+        "n_empty_predictions": empty,
+        "empty_prediction_rate": empty / n if n else 0.0,
+        "n_repetition_loops": len(loops),
+        "repetition_loop_rate": len(loops) / n if n else 0.0,
+        "repetition_loops": [{"sample": int(positions[k]), "image_path": samples[positions[k]].get("image_path"),
+                              **v} for k, v in loops[:_MAX_EXAMPLES]],
+    } if b.anatomy else {"computed": False}
+
+
+def _table_scores(samples: list[dict], positions: list[int], preds: list[str], profile: str,
+                  time_limit_s: float | None) -> tuple[dict[int, dict], dict[str, Any]]:
+    """TEDS/TEDS-S/cell CER for table samples; returns (per sample position -> scores, aggregate)."""
+    from rapidfuzz.distance import Levenshtein
+
+    per: dict[int, dict] = {}
+    teds_v, teds_s_v, cell_edits, cell_chars = [], [], 0, 0
+    n_invalid_pred = n_invalid_gt = n_timeouts = 0
+    invalid_examples = []
+    norm_profile = profile
+    for k, pos in enumerate(positions):
+        s = samples[pos]
+        if not _is_table_sample(s):
+            continue
+        label, pred = s.get("label") or "", preds[k]
+        entry: dict[str, Any] = {}
+        gp = normalize(table_cell_text(label), norm_profile)
+        pp = normalize(table_cell_text(pred), norm_profile)
+        d = Levenshtein.distance(pp, gp)
+        cell_edits += d
+        cell_chars += len(gp)
+        entry["table_cell_cer"] = (d / len(gp)) if gp else (0.0 if not pp else 1.0)
+        try:
+            gt_tree = parse_table(label, norm_profile)
+        except TableParseError as exc:
+            n_invalid_gt += 1
+            entry["table_error"] = f"ground truth: {exc}"
+            invalid_examples.append({"sample": pos, "side": "label", "error": str(exc)})
+            per[pos] = entry
+            continue
+        try:
+            pred_tree = parse_table(pred, norm_profile)
+        except TableParseError as exc:
+            n_invalid_pred += 1
+            entry.update({"teds": 0.0, "teds_s": 0.0, "table_error": f"prediction: {exc}"})
+            teds_v.append(0.0)
+            teds_s_v.append(0.0)
+            if len(invalid_examples) < _MAX_EXAMPLES:
+                invalid_examples.append({"sample": pos, "side": "prediction", "error": str(exc)})
+            per[pos] = entry
+            continue
+        size = max(pred_tree.size(), gt_tree.size())
+        try:
+            t = 1.0 - tree_edit_distance(pred_tree, gt_tree, False, time_limit_s) / size
+            ts = 1.0 - tree_edit_distance(pred_tree, gt_tree, True, time_limit_s) / size
+        except TableTimeout as exc:
+            n_timeouts += 1
+            entry["table_error"] = f"timeout: {exc}"
+            per[pos] = entry
+            continue
+        entry.update({"teds": t, "teds_s": ts})
+        teds_v.append(t)
+        teds_s_v.append(ts)
+        per[pos] = entry
+    n = len(per)
+    agg = {"n": n, "n_scored": len(teds_v), "teds_macro": float(np.mean(teds_v)) if teds_v else None,
+           "teds_s_macro": float(np.mean(teds_s_v)) if teds_s_v else None,
+           "table_cell_cer_micro": _micro(cell_edits, cell_chars) if n else None,
+           "n_invalid_pred": n_invalid_pred, "n_invalid_gt": n_invalid_gt, "n_timeouts": n_timeouts,
+           "invalid_examples": invalid_examples[:_MAX_EXAMPLES],
+           "headline_cer_uses": "cell text" if profile != "seed" else "raw text (seed profile)"}
+    return per, agg
+
+
+def _slices(key: str, included: list[int], samples: list[dict], arrays, b: PairBatch, codes, n_bootstrap, seed):
+    values = [samples[pos].get(key) for pos in included]
+    if all(v is None or v == "" for v in values):
+        return None
+    groups: dict[str, list[int]] = {}
+    for k, v in enumerate(values):
+        name = "(none)" if v is None or v == "" else (str(v) if not isinstance(v, (dict, list)) else None)
+        if name is None:
+            return None  # structured values (e.g. layout attributes) are sliced by the analysis scripts
+        groups.setdefault(name, []).append(k)
+    out = {}
+    for name, ks in sorted(groups.items()):
+        agg = _aggregate(np.asarray(ks, dtype=np.int64), arrays, b, codes, n_bootstrap, seed)
+        out[name] = agg
+    return out
+
+
+def score_texts(preds: Sequence[str | None], gts: Sequence[str | None], profile: str = DEFAULT_PROFILE,
+                doc_ids: Sequence[object] | None = None, n_bootstrap: int = 0, seed: int = 0,
+                anatomy: bool = False, workers: int | None = None) -> dict[str, Any]:
+    """Headline aggregates for plain lists of strings (e.g. the training callback's eval_cer = result['cer_micro'])."""
+    check_profile(profile)
+    preds = [_cer_text("" if p is None else str(p), profile) for p in preds]
+    gts = [_cer_text("" if g is None else str(g), profile) for g in gts]
+    b = score_pairs(preds, gts, profile=profile, anatomy=anatomy, workers=workers)
+    arrays = _per_sample_arrays(b, 0.0 if profile == "seed" else 1.0)
+    codes = stats.group_codes(list(doc_ids) if doc_ids is not None else [None] * len(preds))
+    return _aggregate(np.arange(len(preds)), arrays, b, codes, n_bootstrap, seed)
+
+
+def score_result_file(result: dict, profiles: Sequence[str] = (DEFAULT_PROFILE,), n_bootstrap: int = 1000,
+                      seed: int = 0, errors_as_empty: bool = False, anatomy: bool = True, workers: int | None = None,
+                      table_time_limit_s: float | None = DEFAULT_TIME_LIMIT_S) -> dict:
+    """Score `result` (a dict in the lib/results.py schema, modified in place and returned); see the module docstring
+    for what is filled. `profiles`: normalization profiles, the first is the primary (``overall_cer``/``overall_f1``,
+    per-sample ``cer_score``/``f1_score``)."""
+    if isinstance(profiles, str):
+        profiles = (profiles,)
+    profiles = list(dict.fromkeys(check_profile(p) for p in profiles))
+    if not profiles:
+        raise ValueError(f"score_result_file: no profile given (choose from {', '.join(PROFILES)})")
+    samples = result.get("samples")
+    if not isinstance(samples, list):
+        raise ValueError("score_result_file: the result has no 'samples' list")
+    for i, s in enumerate(samples):
+        if "label" not in s:
+            raise ValueError(f"samples[{i}] ({s.get('image_path', '?')}) has no 'label'; a result file needs the "
+                             f"ground truth of every sample")
+    included = [i for i, s in enumerate(samples) if errors_as_empty or not s.get("error")]
+    n_errors = sum(1 for s in samples if s.get("error"))
+    positions = np.asarray(included, dtype=np.int64)
+    codes = stats.group_codes([samples[i].get("doc_id") for i in included])
+    raw_preds = [_prediction_text(samples[i], errors_as_empty) for i in included]
+    raw_gts = ["" if samples[i].get("label") is None else str(samples[i]["label"]) for i in included]
+    all_idx = np.arange(len(included), dtype=np.int64)
+
+    agg_scores: dict[str, Any] = {}
+    per_sample: dict[int, dict[str, dict]] = {i: {} for i in included}
+    for profile in profiles:
+        both_empty = 0.0 if profile == "seed" else 1.0
+        preds = [_cer_text(p, profile) for p in raw_preds]
+        gts = [_cer_text(g, profile) for g in raw_gts]
+        b = score_pairs(preds, gts, profile=profile, anatomy=anatomy, workers=workers)
+        arrays = _per_sample_arrays(b, both_empty)
+        agg = _aggregate(all_idx, arrays, b, codes, n_bootstrap, seed)
+        agg["anatomy"] = _anatomy(all_idx, b, samples, positions)
+        table_per, agg["tables"] = _table_scores(samples, included, raw_preds, profile, table_time_limit_s)
+        seal_vals = []
+        for k, pos in enumerate(included):
+            s = samples[pos]
+            entry = {name: float(arrays[name][k]) for name in PER_SAMPLE_METRICS}
+            entry.update({"len_pred": int(b.len_p[k]), "len_gt": int(b.len_g[k]), "edits": int(b.lev[k])})
+            if b.anatomy:
+                entry.update({"substitutions": int(b.sub[k]), "deletions": int(b.dele[k]),
+                              "insertions": int(b.ins[k])})
+                if k in b.loops:
+                    entry["repetition_loop"] = b.loops[k]
+            if pos in table_per:
+                entry.update(table_per[pos])
+            if _is_seal_sample(s):
+                v = seal_ned(raw_preds[k], raw_gts[k], profile)
+                entry["seal_ned"] = v
+                seal_vals.append(v)
+            per_sample[pos][profile] = entry
+        agg["seals"] = {"n": len(seal_vals), "seal_ned_macro": float(np.mean(seal_vals)) if seal_vals else None}
+        agg["slices"] = {}
+        for key in ("element", "lang"):
+            sl = _slices(key, included, samples, arrays, b, codes, n_bootstrap, seed)
+            if sl is not None:
+                agg["slices"][key] = sl
+        agg["n_errors"] = n_errors if not errors_as_empty else 0
+        agg["n_errors_scored_as_empty"] = n_errors if errors_as_empty else 0
+        agg_scores[profile] = agg
+
+    primary = profiles[0]
+    for i, s in enumerate(samples):
+        if i in per_sample:
+            s["scores"] = per_sample[i]
+            s["cer_score"] = per_sample[i][primary]["cer"]
+            s["f1_score"] = per_sample[i][primary]["bag_f1"]
+        else:
+            s["scores"] = {p: None for p in profiles}
+            s["cer_score"] = None
+            s["f1_score"] = None
+    result["profiles"] = profiles
+    result["scores"] = agg_scores
+    result["overall_cer"] = agg_scores[primary]["cer_micro"]
+    result["overall_f1"] = agg_scores[primary]["bag_f1_macro"]
+    result["total_samples"] = len(samples)
+    result["n_errors"] = n_errors
+    result["errors_as_empty"] = bool(errors_as_empty)
+    result["scoring"] = {"n_bootstrap": int(n_bootstrap), "seed": int(seed), "confidence": 0.95,
+                         "bootstrap_unit": "doc_id" if any(samples[i].get("doc_id") for i in included) else "sample",
+                         "table_time_limit_s": table_time_limit_s}
+    result.setdefault("schema_version", 1)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- paired comparison
+def _pair_keys(samples: list[dict]) -> list[tuple[str, int]]:
+    seen: Counter = Counter()
+    keys = []
+    for s in samples:
+        p = str(s.get("image_path", ""))
+        keys.append((p, seen[p]))
+        seen[p] += 1
+    return keys
+
+
+def paired_comparison(result_a: dict, result_b: dict, metric: str = "cer", profile: str = DEFAULT_PROFILE,
+                      n_bootstrap: int = 1000, n_permutations: int = 10000, seed: int = 0,
+                      errors_as_empty: bool = False) -> dict[str, Any]:
+    """Compare B against A on their common samples (paired by image_path; the k-th repeat of a path pairs with the
+    k-th). difference = B − A of the aggregate (micro for ``cer``, the mean otherwise), with a document-level
+    bootstrap CI and a sign-flip permutation p-value. Both files are re-scored here with `profile`."""
+    check_profile(profile)
+    m = get_metric(metric)
+    allowed = ("cer",) + tuple(x for x in PER_SAMPLE_METRICS if x != "cer") + ("exact_match",)
+    if metric not in allowed:
+        raise ValueError(f"paired_comparison supports {', '.join(allowed)}; {metric!r} is reported per file only")
+    col = "exact" if metric == "exact_match" else metric
+    sa, sb = result_a["samples"], result_b["samples"]
+    ka, kb = _pair_keys(sa), _pair_keys(sb)
+    index_b = {k: i for i, k in enumerate(kb)}
+    common = [(i, index_b[k]) for i, k in enumerate(ka) if k in index_b]
+    n_only_a = len(sa) - len(common)
+    n_only_b = len(sb) - len(common)
+    pairs = [(i, j) for i, j in common
+             if errors_as_empty or not (sa[i].get("error") or sb[j].get("error"))]
+    n_excluded = len(common) - len(pairs)
+    mismatched = [sa[i].get("image_path") for i, j in pairs if (sa[i].get("label") or "") != (sb[j].get("label") or "")]
+    if mismatched:
+        log.warning("%d paired samples have different labels in A and B (first: %s); each file's own label is used",
+                    len(mismatched), mismatched[0])
+    out: dict[str, Any] = {"metric": metric, "profile": profile, "higher_is_better": m.higher_is_better,
+                           "model_a": result_a.get("model_name"), "model_b": result_b.get("model_name"),
+                           "n": len(pairs), "n_only_a": n_only_a, "n_only_b": n_only_b, "n_excluded_errors": n_excluded,
+                           "n_label_mismatch": len(mismatched), "definition": "difference = B − A"}
+    if not pairs:
+        out.update({"a": None, "b": None, "difference": None, "ci95": None, "p_value": None, "n_docs": 0,
+                    "improved": 0, "regressed": 0, "unchanged": 0})
+        return out
+    both_empty = 0.0 if profile == "seed" else 1.0
+
+    def run(samples, idxs):
+        preds = [_cer_text(_prediction_text(samples[i], errors_as_empty), profile) for i in idxs]
+        gts = [_cer_text(str(samples[i].get("label") or ""), profile) for i in idxs]
+        b = score_pairs(preds, gts, profile=profile, anatomy=False)
+        return b, _per_sample_arrays(b, both_empty)
+
+    ba, arr_a = run(sa, [i for i, _ in pairs])
+    bb, arr_b = run(sb, [j for _, j in pairs])
+    codes = stats.group_codes([sa[i].get("doc_id") or sb[j].get("doc_id") for i, j in pairs])
+    n = len(pairs)
+    if metric == "cer":
+        den = ba.len_g.astype(float)
+        a_val = _micro(ba.lev.sum(), den.sum())
+        b_val = _micro(bb.lev.sum(), bb.len_g.sum())
+        diff_num = bb.lev.astype(float) - ba.lev.astype(float)
+        if den.sum() <= 0:
+            diff_num, den = arr_b["cer"] - arr_a["cer"], np.ones(n)
+        out["mean_sample_difference"] = float((arr_b["cer"] - arr_a["cer"]).mean())
+    else:
+        a_val, b_val = float(arr_a[col].mean()), float(arr_b[col].mean())
+        diff_num, den = arr_b[col] - arr_a[col], np.ones(n)
+    test = stats.paired_test(codes, diff_num, den, n_bootstrap=n_bootstrap, n_permutations=n_permutations, seed=seed)
+    per = arr_b[col] - arr_a[col]
+    better = per > 1e-12 if m.higher_is_better else per < -1e-12
+    worse = per < -1e-12 if m.higher_is_better else per > 1e-12
+    out.update({"a": a_val, "b": b_val, "difference": test["difference"], "ci95": test["ci95"],
+                "p_value": test["p_value"], "n_docs": test["n_groups"], "n_bootstrap": n_bootstrap,
+                "n_permutations": n_permutations, "improved": int(better.sum()), "regressed": int(worse.sum()),
+                "unchanged": int(n - better.sum() - worse.sum())})
+    return out

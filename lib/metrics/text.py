@@ -1,0 +1,343 @@
+"""Text metrics between a prediction and its ground truth, per pair and in fast batches.
+
+Definitions (p = normalized prediction, g = normalized ground truth, |x| = length in Unicode code points,
+lev = Levenshtein distance with unit costs, computed by rapidfuzz):
+
+* ``cer``      = lev(p, g) / |g|, unclipped (an insertion-heavy prediction can exceed 1, as in the original).
+                 Empty g: 0.0 when p is empty too, else 1.0 (every predicted character is wrong).
+* ``cer_clipped`` = min(cer, 1).
+* ``ned``      = lev(p, g) / max(|p|, |g|) (OmniDocBench / PaddleOCR normalized edit distance); 0.0 when both empty.
+* ``exact``    = 1.0 when p == g else 0.0.
+* ``bag_f1``   = the original's character F1: tp = multiset overlap Σ_c min(count_p(c), count_g(c)),
+                 P = tp/|p|, R = tp/|g|, F1 = 2PR/(P+R); 0.0 when tp = 0 or either side is empty. Both empty: 1.0 in
+                 our profiles, 0.0 in ``seed`` (the original returned 0.0 because tp = 0).
+* ``lcs_f1``   = 1 − rapidfuzz ``Indel.normalized_distance(p, g)`` = 2·LCS(p, g) / (|p| + |g|) (1.0 when both empty):
+                 F1 of the longest common subsequence, so it is order-aware; bag_f1 − lcs_f1 measures reading-order
+                 errors.
+* ``seal_ned`` = min over the |p| cyclic shifts p[k:] + p[:k] of ned(shift, g): circular seal text has no fixed start.
+* Error anatomy = rapidfuzz ``Levenshtein.editops(g, p)`` (the alignment transforming the ground truth into the
+  prediction): ``replace`` = substitution, ``delete`` = a ground-truth character missing from the prediction
+  (deletion), ``insert`` = an extra predicted character (insertion). S + D + I = lev(p, g).
+* S/T confusion: a substitution (g_char → p_char) with t2s(g_char) == t2s(p_char) under OpenCC ``t2s`` applied to
+  each character alone, i.e. an error that vanishes when both sides are converted to Simplified Chinese.
+* Repetition loop: the prediction contains a unit u of 1–32 characters repeated at least 5 times in a row, and u
+  occurs (non-overlapping ``str.count``) more than 2·count_g(u) + 3 times in p — a decoding loop, not a legitimately
+  repeated string.
+
+Not for: normalization (normalize.py), tables (tables.py), aggregation and bootstrap (stats.py, scoring.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from rapidfuzz import process
+from rapidfuzz.distance import Indel, Levenshtein
+
+from lib.metrics.normalize import DEFAULT_PROFILE, normalize, t2s
+
+__all__ = ["cer", "cer_clipped", "ned", "bag_f1", "lcs_f1", "exact_match", "seal_ned", "error_anatomy",
+           "repetition_loop", "is_st_confusion", "PairBatch", "score_pairs", "LOOP_MIN_REPEATS", "LOOP_MAX_UNIT"]
+
+LOOP_MIN_REPEATS = 5
+LOOP_MAX_UNIT = 32
+
+
+def _norm(text, profile):
+    return normalize(text, profile) if profile is not None else ("" if text is None else str(text))
+
+
+def _cer_value(d: int, len_g: int, len_p: int) -> float:
+    if len_g == 0:
+        return 0.0 if len_p == 0 else 1.0
+    return d / len_g
+
+
+def cer(pred: str | None, gt: str | None, profile: str | None = DEFAULT_PROFILE) -> float:
+    """Character error rate lev(p, g)/|g| on normalized text, unclipped; empty g → 0.0 if p is empty else 1.0.
+    ``profile=None`` compares the raw strings."""
+    p, g = _norm(pred, profile), _norm(gt, profile)
+    return _cer_value(Levenshtein.distance(p, g), len(g), len(p))
+
+
+def cer_clipped(pred: str | None, gt: str | None, profile: str | None = DEFAULT_PROFILE) -> float:
+    """min(cer, 1)."""
+    return min(cer(pred, gt, profile), 1.0)
+
+
+def ned(pred: str | None, gt: str | None, profile: str | None = DEFAULT_PROFILE) -> float:
+    """Normalized edit distance lev(p, g)/max(|p|, |g|) in [0, 1]; 0.0 when both are empty."""
+    p, g = _norm(pred, profile), _norm(gt, profile)
+    m = max(len(p), len(g))
+    return Levenshtein.distance(p, g) / m if m else 0.0
+
+
+def exact_match(pred: str | None, gt: str | None, profile: str | None = DEFAULT_PROFILE) -> float:
+    """1.0 when the normalized strings are equal, else 0.0."""
+    return float(_norm(pred, profile) == _norm(gt, profile))
+
+
+def _bag_f1_from_overlap(tp: int, len_p: int, len_g: int, both_empty: float) -> float:
+    if len_p == 0 and len_g == 0:
+        return both_empty
+    if tp == 0 or len_p == 0 or len_g == 0:
+        return 0.0
+    return 2.0 * tp / (len_p + len_g)  # = 2PR/(P+R) with P = tp/|p|, R = tp/|g|
+
+
+def bag_f1(pred: str | None, gt: str | None, profile: str | None = DEFAULT_PROFILE,
+           both_empty: float | None = None) -> float:
+    """Bag-of-characters F1 (the original's ``char_f1_score``): multiset overlap tp, 2·tp/(|p|+|g|); 0.0 when tp = 0.
+    Both sides empty → ``both_empty`` (default 1.0, or 0.0 under the ``seed`` profile as in the original)."""
+    p, g = _norm(pred, profile), _norm(gt, profile)
+    if both_empty is None:
+        both_empty = 0.0 if profile == "seed" else 1.0
+    tp = sum((Counter(p) & Counter(g)).values())
+    return _bag_f1_from_overlap(tp, len(p), len(g), both_empty)
+
+
+def lcs_f1(pred: str | None, gt: str | None, profile: str | None = DEFAULT_PROFILE) -> float:
+    """Order-aware F1 = 1 − Indel.normalized_distance(p, g) = 2·LCS/(|p|+|g|); 1.0 when both are empty."""
+    p, g = _norm(pred, profile), _norm(gt, profile)
+    return 1.0 - Indel.normalized_distance(p, g)
+
+
+def seal_ned(pred: str | None, gt: str | None, profile: str | None = DEFAULT_PROFILE) -> float:
+    """Rotation-invariant NED for circular seal text: min over every cyclic shift of the prediction."""
+    p, g = _norm(pred, profile), _norm(gt, profile)
+    m = max(len(p), len(g))
+    if m == 0:
+        return 0.0
+    best = Levenshtein.distance(p, g)
+    for k in range(1, len(p)):
+        if best == 0:
+            break
+        d = Levenshtein.distance(p[k:] + p[:k], g, score_cutoff=best - 1)
+        if d < best:
+            best = d
+    return best / m
+
+
+@functools.lru_cache(maxsize=65536)
+def _t2s_char(ch: str) -> str:
+    return t2s(ch)
+
+
+def is_st_confusion(gt_char: str, pred_char: str) -> bool:
+    """True when two different characters become equal under OpenCC t2s (a Traditional/Simplified variant error)."""
+    return gt_char != pred_char and _t2s_char(gt_char) == _t2s_char(pred_char)
+
+
+def repetition_loop(pred: str, gt: str, min_repeats: int = LOOP_MIN_REPEATS,
+                    max_unit: int = LOOP_MAX_UNIT) -> dict | None:
+    """Detect a decoding loop in already-normalized text: returns {unit, repeats, count_pred, count_gt} or None.
+    See the module docstring for the rule."""
+    n = len(pred)
+    if n < min_repeats:
+        return None
+    a = np.frombuffer(pred.encode("utf-32-le"), dtype=np.uint32)
+    best = None
+    for period in range(1, min(max_unit, n // min_repeats) + 1):
+        eq = a[period:] == a[:-period]
+        need = period * (min_repeats - 1)  # a run of `need` equalities at lag `period` = min_repeats copies
+        if eq.size < need:
+            break
+        c = np.concatenate(([0], np.cumsum(eq, dtype=np.int32)))
+        hits = np.nonzero(c[need:] - c[:-need] == need)[0]
+        if hits.size == 0:
+            continue
+        start = int(hits[0])
+        unit = pred[start:start + period]
+        cp, cg = pred.count(unit), gt.count(unit)
+        if cp > 2 * cg + 3:
+            # length of the whole run from `start`
+            run = need
+            while start + run < eq.size and eq[start + run]:
+                run += 1
+            best = {"unit": unit, "repeats": (run + period) // period, "count_pred": cp, "count_gt": cg}
+            break
+    return best
+
+
+def error_anatomy(pred: str | None, gt: str | None, profile: str | None = DEFAULT_PROFILE) -> dict:
+    """Substitutions / deletions / insertions and the substitution pairs of one sample (see module docstring)."""
+    batch = score_pairs([pred], [gt], profile=profile, anatomy=True, workers=1)
+    return {"substitutions": int(batch.sub[0]), "deletions": int(batch.dele[0]), "insertions": int(batch.ins[0]),
+            "confusions": dict(batch.confusions), "st_confusions": int(batch.st_sub[0]),
+            "repetition_loop": batch.loops.get(0)}
+
+
+# ------------------------------------------------------------------------------------------------- batch scoring
+@dataclass
+class PairBatch:
+    """Per-pair integer counts for a batch (all numpy int64 arrays of length n) plus corpus-level counters."""
+
+    len_p: np.ndarray
+    len_g: np.ndarray
+    lev: np.ndarray
+    indel: np.ndarray
+    bag_tp: np.ndarray
+    sub: np.ndarray
+    dele: np.ndarray
+    ins: np.ndarray
+    st_sub: np.ndarray
+    exact: np.ndarray
+    confusions: Counter = field(default_factory=Counter)  # (gt_char, pred_char) -> count
+    loops: dict = field(default_factory=dict)  # index -> repetition_loop() result
+    anatomy: bool = True
+
+
+def _batched_distance(P: list[str], G: list[str], scorer, workers: int) -> np.ndarray:
+    """scorer(P[i], G[i]) for all i. A first pass with a score cutoff lets rapidfuzz use its banded algorithm (fast for
+    good predictions); pairs that exceed the cutoff are recomputed exactly."""
+    n = len(P)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    longest = np.fromiter((max(len(p), len(g)) for p, g in zip(P, G)), dtype=np.int64, count=n)
+    cutoff = int(max(16, 0.15 * float(np.median(longest))))
+    d = process.cpdist(P, G, scorer=scorer, score_cutoff=cutoff, workers=workers, dtype=np.int64)
+    over = np.nonzero(d > cutoff)[0]
+    if over.size:
+        d[over] = process.cpdist([P[i] for i in over], [G[i] for i in over], scorer=scorer, workers=workers,
+                                 dtype=np.int64)
+    return np.asarray(d, dtype=np.int64)
+
+
+def _anatomy_one(p: str, g: str, d: int, confusions: Counter):
+    """Returns (S, D, I, bag overlap, S/T substitutions, longest inserted/substituted block in p)."""
+    lp, lg = len(p), len(g)
+    if d == 0:
+        return 0, 0, 0, lg, 0, 0
+    if lp == 0:
+        return 0, lg, 0, 0, 0, 0
+    if lg == 0:
+        return 0, 0, lp, 0, 0, lp
+    ops = Levenshtein.editops(g, p, score_hint=int(d)).as_list()
+    s = de = i = 0
+    rg: list[str] = []  # unmatched gt chars
+    rp: list[str] = []  # unmatched pred chars
+    pairs = []
+    block = longest = 0
+    last_b = -2
+    for op, a, b in ops:
+        if op == "replace":
+            s += 1
+            ga, pb = g[a], p[b]
+            rg.append(ga)
+            rp.append(pb)
+            pairs.append((ga, pb))
+        elif op == "delete":
+            de += 1
+            rg.append(g[a])
+            continue
+        else:
+            i += 1
+            rp.append(p[b])
+        block = block + 1 if b == last_b + 1 else 1
+        last_b = b
+        if block > longest:
+            longest = block
+    matched = lg - s - de
+    extra = sum((Counter(rg) & Counter(rp)).values()) if rg and rp else 0
+    st = 0
+    if pairs:
+        confusions.update(pairs)
+        for ga, pb in pairs:
+            if _t2s_char(ga) == _t2s_char(pb):
+                st += 1
+    return s, de, i, matched + extra, st, longest
+
+
+def _score_chunk(preds: Sequence, gts: Sequence, profile: str | None, anatomy: bool, both_empty: float,
+                 workers: int) -> PairBatch:
+    P = [_norm(x, profile) for x in preds]
+    G = [_norm(x, profile) for x in gts]
+    n = len(P)
+    len_p = np.fromiter(map(len, P), dtype=np.int64, count=n)
+    len_g = np.fromiter(map(len, G), dtype=np.int64, count=n)
+    lev = _batched_distance(P, G, Levenshtein.distance, workers)
+    indel = _batched_distance(P, G, Indel.distance, workers)
+    exact = (lev == 0).astype(np.int64)
+    sub = np.zeros(n, np.int64)
+    dele = np.zeros(n, np.int64)
+    ins = np.zeros(n, np.int64)
+    st_sub = np.zeros(n, np.int64)
+    bag_tp = np.zeros(n, np.int64)
+    confusions: Counter = Counter()
+    loops = {}
+    if anatomy:
+        for k in range(n):
+            s, de, i, tp, st, longest = _anatomy_one(P[k], G[k], int(lev[k]), confusions)
+            sub[k], dele[k], ins[k], bag_tp[k], st_sub[k] = s, de, i, tp, st
+            if longest >= LOOP_MIN_REPEATS - 1:
+                loop = repetition_loop(P[k], G[k])
+                if loop:
+                    loops[k] = loop
+    else:
+        for k in range(n):
+            if lev[k] == 0:
+                bag_tp[k] = len_g[k]
+            elif len_p[k] and len_g[k]:
+                bag_tp[k] = sum((Counter(P[k]) & Counter(G[k])).values())
+    return PairBatch(len_p, len_g, lev, indel, bag_tp, sub, dele, ins, st_sub, exact, confusions, loops, anatomy)
+
+
+def _merge(batches: list[PairBatch], offsets: list[int]) -> PairBatch:
+    cat = {name: np.concatenate([getattr(b, name) for b in batches]) for name in
+           ("len_p", "len_g", "lev", "indel", "bag_tp", "sub", "dele", "ins", "st_sub", "exact")}
+    conf: Counter = Counter()
+    loops = {}
+    for b, off in zip(batches, offsets):
+        conf.update(b.confusions)
+        loops.update({k + off: v for k, v in b.loops.items()})
+    return PairBatch(**cat, confusions=conf, loops=loops, anatomy=batches[0].anatomy if batches else True)
+
+
+_POOL_DATA: tuple = ()
+
+
+def _pool_worker(args):
+    lo, hi, profile, anatomy, both_empty = args
+    preds, gts = _POOL_DATA
+    return _score_chunk(preds[lo:hi], gts[lo:hi], profile, anatomy, both_empty, 1)
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def score_pairs(preds: Sequence[str | None], gts: Sequence[str | None], profile: str | None = DEFAULT_PROFILE,
+                anatomy: bool = True, workers: int | None = None, both_empty: float | None = None,
+                min_chars_for_processes: int = 2_000_000) -> PairBatch:
+    """Score many (prediction, ground truth) pairs. Distances run in rapidfuzz's C++ code on `workers` threads;
+    when the corpus is large (> `min_chars_for_processes` characters) and fork is available, the per-pair Python work
+    (normalization, editops anatomy) is split over `workers` processes."""
+    if len(preds) != len(gts):
+        raise ValueError(f"score_pairs: {len(preds)} predictions but {len(gts)} ground truths")
+    workers = default_workers() if workers is None else max(1, int(workers))
+    if both_empty is None:
+        both_empty = 0.0 if profile == "seed" else 1.0
+    n = len(preds)
+    total = sum(len(x) for x in gts if x) + sum(len(x) for x in preds if x)
+    import multiprocessing as mp
+
+    if workers > 1 and total > min_chars_for_processes and n >= 2 * workers and "fork" in mp.get_all_start_methods():
+        global _POOL_DATA
+        _POOL_DATA = (list(preds), list(gts))
+        bounds = np.linspace(0, n, 4 * workers + 1).astype(int)
+        tasks = [(int(lo), int(hi), profile, anatomy, both_empty) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+        try:
+            with mp.get_context("fork").Pool(workers) as pool:
+                parts = pool.map(_pool_worker, tasks)
+        finally:
+            _POOL_DATA = ()
+        return _merge(parts, [t[0] for t in tasks])
+    return _score_chunk(preds, gts, profile, anatomy, both_empty, workers)
