@@ -32,11 +32,8 @@ def journal_path_for(output_file: str, checkpoint_file: str | None) -> Path:
 
 
 def score(result: dict, profiles, n_bootstrap: int, errors_as_empty: bool) -> dict:
-    try:
-        from lib.utils.count_metric import score_result_file
-    except ImportError as exc:  # only while the metrics module is being built
-        log.warning("scores not computed: lib.utils.count_metric.score_result_file is not importable (%s)", exc)
-        return result
+    from lib.utils.count_metric import score_result_file
+
     return score_result_file(result, profiles=tuple(profiles), n_bootstrap=n_bootstrap, seed=0,
                              errors_as_empty=errors_as_empty)
 
@@ -144,10 +141,10 @@ def format_summary(result: dict) -> str:
              f"samples {result.get('total_samples')}  errors {result.get('n_errors')}"]
     for prof, sc in (result.get("scores") or {}).items():
         if isinstance(sc, dict):
-            cer = sc.get("cer_micro", sc.get("micro_cer", sc.get("cer")))
-            ci = sc.get("cer_micro_ci", sc.get("micro_cer_ci"))
-            ci_s = f" [{ci[0] * 100:.2f}, {ci[1] * 100:.2f}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
-            lines.append(f"profile {prof}: CER {_fmt(cer, True)}{ci_s}  F1 {_fmt(sc.get('f1_macro', sc.get('bag_f1_macro')), True)}  n {sc.get('n')}")
+            ci = (sc.get("ci95") or {}).get("cer_micro")
+            ci_s = f" (95% CI {ci[0] * 100:.2f}-{ci[1] * 100:.2f})" if isinstance(ci, (list, tuple)) and None not in ci else ""
+            lines.append(f"profile {prof}: CER {_fmt(sc.get('cer_micro'), True)}{ci_s}  F1 {_fmt(sc.get('bag_f1_macro'), True)}"
+                         f"  exact {_fmt(sc.get('exact_match'), True)}  n {sc.get('n')}")
     lines.append(f"overall CER {_fmt(result.get('overall_cer'), True)}  overall F1 {_fmt(result.get('overall_f1'), True)}")
     for reason, n in (result.get("errors") or {}).items():
         lines.append(f"  error x{n}: {reason}")

@@ -3,7 +3,7 @@
 `local_api` backend). What it answers comes from a `responder(request_json, image_bytes) -> text` function — a
 lookup table, a deterministic function of the image, or a real model's predictions.
 
-Fault injection (`FaultPlan`): a seeded fraction of requests is answered 500 / 503 / 429 (with Retry-After),
+Fault injection (`FaultPlan`): a seeded fraction of requests (kinds taken in turn) is answered 500 / 503 / 429 (with Retry-After),
 delayed past the client's timeout, or dropped mid-response (JSON cut short / SSE stream closed before [DONE]);
 images listed in `always_fail` fail every time. `stats` counts requests and completed answers per image.
 
@@ -67,6 +67,7 @@ class StubServer:
         self.chunk_chars = chunk_chars
         self.require_api_key = require_api_key
         self._rng = random.Random(self.faults.seed)
+        self._n_faults = 0
         self._lock = threading.Lock()
         self.stats = Counter()
         self.completed = Counter()  # image key -> answers fully sent
@@ -118,7 +119,9 @@ class StubServer:
             return "503"
         with self._lock:
             if self.faults.rate and self._rng.random() < self.faults.rate:
-                return self._rng.choice(self.faults.kinds)
+                kind = self.faults.kinds[self._n_faults % len(self.faults.kinds)]  # round robin: every kind occurs
+                self._n_faults += 1
+                return kind
         return None
 
     def answer(self, body: dict, image: bytes | None) -> str:
