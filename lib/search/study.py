@@ -82,7 +82,15 @@ def make_sampler(mode: str, *, seed: int | None, grid: Mapping[str, list] | None
             raise ValueError("grid search needs the grid of the search space")
         return optuna.samplers.GridSampler(dict(grid), seed=seed)
     if mode == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed)
+        try:
+            import scipy  # noqa: F401
+        except ImportError:
+            raise ValueError("--search-mode qmc needs the 'scipy' package: pip install scipy") from None
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(seed=seed)
     if mode == "cmaes":
         if multi_objective:
             raise ValueError("--search-mode cmaes does not support multi-objective studies; use bayesian")
