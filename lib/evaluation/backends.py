@@ -352,7 +352,8 @@ class HFBackend(Backend):
 
 class PaddleOCRBackend(Backend):
     """PP-OCRv6 via rapidocr. `page`: detection + (angle classification) + recognition, lines joined with newlines
-    in reading order (top to bottom, left to right within a row); `line`: recognition only, for single-line crops.
+    in reading order (top to bottom, left to right within a row; whole-image recognition when detection finds
+    nothing); `line`: recognition only, for single-line crops.
     One engine per worker thread (the engine keeps per-call options as state)."""
 
     name = "paddleocr"
@@ -377,7 +378,7 @@ class PaddleOCRBackend(Backend):
         self.version = version("rapidocr")
 
     def identity(self) -> dict:
-        return {"backend": "paddleocr", "model": f"PP-OCRv6 (rapidocr {self.version})", "mode": self.mode,
+        return {"backend": "paddleocr", "model": f"PP-OCRv6 {self.mode} (rapidocr {self.version})", "mode": self.mode,
                 "use_cls": self.use_cls, "text_score": self.text_score}
 
     def _engine(self):
@@ -397,13 +398,58 @@ class PaddleOCRBackend(Backend):
 
         img = np.asarray(load_rgb(sample.image_path))[:, :, ::-1].copy()  # RGB -> BGR, as rapidocr expects for arrays
         eng = self._engine()
+        # options persist inside the engine between calls: pass every one of them on every call
         if self.mode == "page":
-            # options persist inside the engine between calls: pass every one of them on every call
             res = eng(img, use_det=True, use_cls=self.use_cls, use_rec=True)
-        else:
-            res = eng(img, use_det=False, use_cls=False, use_rec=True)
+            txts = getattr(res, "txts", None) or ()
+            boxes = getattr(res, "boxes", None)
+            if txts and boxes is not None and len(boxes) == len(txts):
+                return Prediction(text=reading_order_text(boxes, txts))
+            if txts:
+                return Prediction(text="\n".join(t for t in txts if t.strip()))
+            # detection found nothing (a tight crop of one line): recognise the whole image instead
+        res = eng(img, use_det=False, use_cls=False, use_rec=True)
         txts = getattr(res, "txts", None) or ()
         return Prediction(text="\n".join(t for t in txts if t.strip()))
+
+
+def _joiner(left: str, right: str) -> str:
+    """No space between CJK neighbours; one space where both sides are Latin letters/digits."""
+    if left and right and left[-1].isascii() and left[-1].isalnum() and right[0].isascii() and right[0].isalnum():
+        return " "
+    return ""
+
+
+def reading_order_text(boxes, texts: Sequence[str]) -> str:
+    """Join detected lines top to bottom; boxes that overlap vertically by at least half the smaller height are one
+    row, read left to right. (Multi-column pages are read row by row across columns: a known limit.)"""
+    items = []
+    for box, text in zip(boxes, texts):
+        if not text or not text.strip():
+            continue
+        xs = [float(p[0]) for p in box]
+        ys = [float(p[1]) for p in box]
+        items.append((min(xs), min(ys), max(xs), max(ys), text.strip()))
+    items.sort(key=lambda it: ((it[1] + it[3]) / 2, it[0]))
+    rows: list[list[tuple]] = []
+    for it in items:
+        if rows:
+            row = rows[-1]
+            top, bottom = min(r[1] for r in row), max(r[3] for r in row)
+            overlap = min(bottom, it[3]) - max(top, it[1])
+            min_h = min(it[3] - it[1], min(r[3] - r[1] for r in row))
+            if min_h > 0 and overlap >= 0.5 * min_h:
+                row.append(it)
+                continue
+        rows.append([it])
+    lines = []
+    for row in rows:
+        row.sort(key=lambda r: r[0])
+        line = row[0][4]
+        for r in row[1:]:
+            line += _joiner(line, r[4]) + r[4]
+        lines.append(line)
+    return "\n".join(lines)
 
 
 TESSERACT_FIX = ("install Tesseract with: apt-get install -y tesseract-ocr tesseract-ocr-chi-tra tesseract-ocr-chi-sim "

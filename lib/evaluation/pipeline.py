@@ -62,6 +62,8 @@ def evaluate(args: Any) -> dict:
         log.warning("journal %s: dropped %d incomplete line(s) left by an interruption", jpath, journal.n_lines_dropped)
 
     model_name = getattr(backend, "model_name", None) or identity.get("model") or args.mode
+    if args.model_name and args.mode in ("paddleocr", "tesseract"):
+        model_name = args.model_name  # a display name for the results table
 
     def partial_snapshot():
         snap = {"schema_version": SCHEMA_VERSION, "model_name": model_name, "partial": True,
