@@ -37,7 +37,7 @@ from lib.results import atomic_write_json
 from lib.search import report
 from lib.search.space import decode_params, grid_values, suggest
 from lib.search.storage import (FAIL_REASON_ATTR, WORKER_ATTR, describe_storage, fail_dead_local_trials,
-                                open_storage)
+                                fail_reason, open_storage)
 from lib.search.study import make_pruner, make_sampler
 from lib.search.trial import PARENT_PID_ENV, PRUNED_EXIT_CODE, run_trial_process, tail
 
@@ -192,7 +192,7 @@ def _after_trial(spec: RunSpec):
 
     def callback(study, frozen) -> None:
         if frozen.state == TrialState.FAIL:
-            reason = frozen.user_attrs.get(FAIL_REASON_ATTR, "")
+            reason = fail_reason(study, frozen) or ""
             log.warning("trial %d failed: %s", frozen.number, reason.splitlines()[0] if reason else "?")
         fail_dead_local_trials(study)
         report.cleanup_checkpoints(study, keep_all=spec.keep_all, root=spec.study_dir)

@@ -25,15 +25,13 @@ import logging
 import math
 import os
 import statistics
-import threading
-import time
 from typing import Any
 
 from transformers import TrainerCallback
 
 __all__ = ["OptunaPruningCallback", "PRUNED_EXIT_CODE", "PARENT_PID_ENV", "load_trial", "median_at_step"]
 
-from lib.search.trial import PARENT_PID_ENV, PRUNED_EXIT_CODE
+from lib.search.trial import PARENT_PID_ENV, PRUNED_EXIT_CODE, start_parent_watch
 log = logging.getLogger(__name__)
 
 
@@ -75,7 +73,7 @@ class OptunaPruningCallback(TrainerCallback):
         self._last_step: int | None = None
         self._eval_steps_seen: set[int] = set()
         if watch_parent:
-            _start_parent_watch()
+            start_parent_watch()
 
     @classmethod
     def from_args(cls, args: Any) -> "OptunaPruningCallback | None":
@@ -136,25 +134,3 @@ class OptunaPruningCallback(TrainerCallback):
             self.pruned = True
             control.should_training_stop = True
             control.should_save = False
-
-
-_watch_started = False
-
-
-def _start_parent_watch(interval: float = 2.0) -> None:
-    """Exit this process when the search worker that started it is gone (killed worker -> no orphan on the GPU)."""
-    global _watch_started
-    expected = os.environ.get(PARENT_PID_ENV)
-    if _watch_started or not expected or not expected.isdigit():
-        return
-    expected_pid = int(expected)
-    _watch_started = True
-
-    def watch() -> None:
-        while True:
-            if os.getppid() != expected_pid:
-                log.error("search worker %d is gone: stopping this trial", expected_pid)
-                os._exit(143)
-            time.sleep(interval)
-
-    threading.Thread(target=watch, name="search-parent-watch", daemon=True).start()

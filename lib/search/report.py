@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from lib.results import atomic_write_json
+from lib.search.storage import fail_reason
 
 __all__ = ["trial_rows", "write_trial_table", "write_plots", "best_training_config", "write_best_outputs",
            "cleanup_checkpoints", "WEIGHT_PATTERNS"]
@@ -49,6 +50,7 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
     param_names = sorted({k for t in study.get_trials(deepcopy=False) for k in t.params})
     for t in study.get_trials(deepcopy=False):
         ua = t.user_attrs
+        reason = fail_reason(study, t)
         if t.values is not None and len(t.values) > 1:
             value: Any = list(t.values)
         else:
@@ -61,7 +63,7 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
         for p in param_names:
             row[f"params_{p}"] = t.params.get(p)
         row.update({"pruned_at_step": ua.get("pruned_at_step"), "median_at_pruned_step": ua.get("median_at_pruned_step"),
-                    "fail_reason": (ua.get("fail_reason") or "").splitlines()[0][:200] if ua.get("fail_reason") else None,
+                    "fail_reason": reason.splitlines()[0][:200] if reason else None,
                     "output_dir": ua.get("output_dir")})
         rows.append(row)
     return rows

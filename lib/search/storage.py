@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["default_storage_url", "is_journal", "open_storage", "describe_storage", "fail_dead_local_trials",
-           "WORKER_ATTR", "FAIL_REASON_ATTR"]
+           "fail_reason", "WORKER_ATTR", "FAIL_REASON_ATTR"]
 
 WORKER_ATTR = "worker"  # user attr on each trial: {"host": ..., "pid": ...} of the worker process that runs it
 FAIL_REASON_ATTR = "fail_reason"  # user attr: why a trial is FAIL (timeout, crash with exit code, worker died)
@@ -89,13 +89,20 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     return optuna.storages.RDBStorage(url, **kwargs)
 
 
+def stale_reason_key(number: int) -> str:
+    """Study user attr holding why trial `number` was failed by the heartbeat (a finished trial is read-only)."""
+    return f"trial_{number}_{FAIL_REASON_ATTR}"
+
+
 def _mark_stale(study: Any, trial: Any) -> None:
     """Heartbeat callback: say why the trial failed (its worker stopped sending heartbeats)."""
-    try:
-        study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON_ATTR,
-                                           "worker stopped sending heartbeats (killed or lost); marked failed")
-    except Exception:  # the trial is already finished: the reason is only a courtesy
-        pass
+    study.set_user_attr(stale_reason_key(trial.number),
+                        "its worker stopped sending heartbeats (killed or lost); marked failed")
+
+
+def fail_reason(study: Any, trial: Any) -> str | None:
+    """Why a FAIL trial failed: its own `fail_reason`, or the heartbeat's note on the study."""
+    return trial.user_attrs.get(FAIL_REASON_ATTR) or study.user_attrs.get(stale_reason_key(trial.number))
 
 
 def describe_storage(url: str) -> str:

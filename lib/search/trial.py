@@ -13,11 +13,13 @@ import dataclasses
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
-__all__ = ["TrialProcessResult", "run_trial_process", "tail", "PRUNED_EXIT_CODE", "PARENT_PID_ENV"]
+__all__ = ["TrialProcessResult", "run_trial_process", "tail", "PRUNED_EXIT_CODE", "PARENT_PID_ENV",
+           "start_parent_watch"]
 
 PRUNED_EXIT_CODE = 77  # a trial process's exit status when the pruner stopped it
 PARENT_PID_ENV = "GEMMA_OCR_SEARCH_PARENT_PID"  # set by the driver: the trial exits if that process goes away
@@ -94,3 +96,25 @@ def tail(path: str | os.PathLike, n_lines: int = 15, max_chars: int = 2000) -> s
         return ""
     lines = [ln for ln in text.splitlines() if ln.strip()][-n_lines:]
     return "\n".join(lines)[-max_chars:]
+
+
+_watch_started = False
+
+
+def start_parent_watch(interval: float = 2.0) -> None:
+    """Exit this process when the search worker that started it is gone (killed worker -> no orphan on the GPU)."""
+    global _watch_started
+    expected = os.environ.get(PARENT_PID_ENV)
+    if _watch_started or not expected or not expected.isdigit():
+        return
+    expected_pid = int(expected)
+    _watch_started = True
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != expected_pid:
+                print(f"search worker {expected_pid} is gone: stopping this trial", flush=True)
+                os._exit(143)
+            time.sleep(interval)
+
+    threading.Thread(target=watch, name="search-parent-watch", daemon=True).start()
