@@ -1,0 +1,108 @@
+"""Launching the Gradio apps the same way: telemetry off, local-only by default, files served only from the
+folders an app was given (`allowed_paths`), keyboard shortcuts, one stylesheet.
+
+Gradio facts this relies on (gradio 6.x source): `GRADIO_ANALYTICS_ENABLED=False` / `Blocks(analytics_enabled=False)`
+turns off the usage ping and the version check thread; `launch(allowed_paths=...)` is what the `/gradio_api/file=`
+route serves from (besides Gradio's own cache); `enable_monitoring=False` removes /monitoring; `run_history=False`
+records nothing in the browser; the default theme's fonts are bundled (no Google Fonts request).
+
+Not for: any app's layout (each ui/*.py builds its own Blocks).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Sequence
+from urllib.parse import quote
+
+from lib.ui.diff import DIFF_CSS
+from lib.ui.tables import TABLE_CSS
+
+__all__ = ["import_gradio", "launch", "free_port", "file_url", "APP_CSS", "KEYBOARD_JS", "image_html"]
+
+APP_CSS = DIFF_CSS + TABLE_CSS + """
+.ocr-img-wrap { overflow: auto; max-height: 760px; border: 1px solid var(--border-color-primary); border-radius: 6px;
+  background: repeating-conic-gradient(#f4f4f4 0% 25%, #fff 0% 50%) 50% / 16px 16px; }
+.ocr-img-wrap img { display: block; max-width: none; }
+.ocr-img-missing { padding: 24px; color: #a00; }
+.ocr-verdict { font-size: 1.1rem; }
+#sample-table { max-height: 430px; overflow: auto; }
+"""
+
+# Arrow keys / j k move between samples unless the focus is in a text field.
+KEYBOARD_JS = """
+<script>
+document.addEventListener('keydown', function (e) {
+  var t = e.target;
+  if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
+  if (e.altKey || e.ctrlKey || e.metaKey) return;
+  var id = null;
+  if (e.key === 'ArrowRight' || e.key === 'j') id = 'btn-next';
+  else if (e.key === 'ArrowLeft' || e.key === 'k') id = 'btn-prev';
+  if (!id) return;
+  var el = document.getElementById(id);
+  if (!el) return;
+  var b = el.tagName === 'BUTTON' ? el : el.querySelector('button');
+  if (b) { e.preventDefault(); b.click(); }
+});
+</script>
+"""
+
+
+def import_gradio():
+    """Import gradio with telemetry disabled (the variable must be set before Blocks are created)."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ.setdefault("GRADIO_RUN_HISTORY", "False")
+    import gradio as gr
+
+    return gr
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def file_url(path: str | os.PathLike) -> str:
+    """The URL (relative to the app page) under which Gradio serves an allowed file."""
+    return "gradio_api/file=" + quote(str(Path(path)), safe="/")
+
+
+def image_html(path: str | os.PathLike | None, reason: str = "", zoom: int = 100, alt: str = "sample image") -> str:
+    """The sample image in a scrollable box; `zoom` is a percentage of the box width (100 = fit the width).
+    Click opens the full-resolution file in a new tab."""
+    import html
+
+    if path is None:
+        return f'<div class="ocr-img-wrap ocr-img-missing">🖼️ {html.escape(reason or "no image")}</div>'
+    url = html.escape(file_url(path), quote=True)
+    zoom = max(10, min(int(zoom or 100), 800))
+    return (f'<div class="ocr-img-wrap"><a href="{url}" target="_blank" rel="noopener" title="open full size">'
+            f'<img src="{url}" alt="{html.escape(alt, quote=True)}" style="width:{zoom}%"></a></div>')
+
+
+def launch(demo: Any, *, server_name: str = "127.0.0.1", server_port: int | None = None, share: bool = False,
+           allowed_paths: Sequence[str | os.PathLike] = (), block: bool = True, quiet: bool = False,
+           head: str = KEYBOARD_JS, css: str = APP_CSS) -> str:
+    """Start the app; returns its local URL. `server_port=0` picks a free port. With `block=False` the server runs
+    in a background thread (tests call `demo.close()`)."""
+    if server_port == 0:
+        server_port = free_port(server_name if server_name not in ("0.0.0.0", "") else "127.0.0.1")
+    allowed = sorted({os.path.realpath(os.path.abspath(os.fspath(p))) for p in allowed_paths if p})
+    _, local_url, share_url = demo.launch(
+        server_name=server_name, server_port=server_port, share=share, allowed_paths=allowed,
+        prevent_thread_lock=True, quiet=quiet, show_error=True, enable_monitoring=False, ssr_mode=False,
+        footer_links=["api", "settings"], run_history=False, head=head, css=css)
+    if not quiet:
+        print(f"Serving files only from: {', '.join(allowed) or '(none)'}", flush=True)
+        if share_url:
+            print(f"Public share link: {share_url}", flush=True)
+    if block:
+        try:
+            demo.block_thread()
+        finally:
+            demo.close()
+    return local_url

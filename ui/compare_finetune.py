@@ -1,0 +1,194 @@
+"""Compare two result files on the same test set (e.g. before and after fine-tuning), sample by sample.
+
+    python ui/compare_finetune.py --model1 results/evaluation/gemma3_before_sft.json \
+        --model2 results/evaluation/gemma3_sft_lr2e4_ep5.json --data-root data --port 7863
+
+Samples are paired by image path. At the top: the paired comparison from lib.utils.count_metric.paired_comparison
+(difference of micro CER, model 2 − model 1, with a document-level bootstrap 95 % CI and a permutation p-value).
+Per sample: which model is better, both predictions diffed against the ground truth. Filters: improved /
+regressed / same / both wrong / errors. Keys: ← / → (or k / j) move between pairs.
+
+Images are served only from the folders of the two result files and the --data-root folders (Gradio
+`allowed_paths`). Listens on 127.0.0.1 unless --server_name says otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from lib.config import field, parse_args
+
+
+@dataclasses.dataclass
+class CompareArgs:
+    """Compare two OCR result files (Gradio)."""
+
+    model1: str = field(help="result JSON of model 1 (the baseline, e.g. before fine-tuning)")
+    model2: str = field(help="result JSON of model 2 (the candidate, e.g. after fine-tuning)")
+    data_root: list[str] = field(default_factory=list, help="folder(s) images may be served from and relative image "
+                                                             "paths start from (e.g. the dataset folder)")
+    metric: str = field("cer", choices=["cer", "ned", "bag_f1", "lcs_f1", "exact_match"],
+                        help="metric of the paired comparison at the top")
+    server_name: str = field("127.0.0.1", help="interface to listen on (0.0.0.0 exposes the app to your network)")
+    server_port: int = field(7863, aliases=["port"], help="port (0 = any free port)")
+    share: bool = field(False, help="create a public Gradio share link (sends traffic through gradio.live)")
+
+
+def allowed_roots(args: CompareArgs) -> list[str]:
+    return [str(Path(p).resolve()) for p in [os.path.dirname(os.path.abspath(args.model1)),
+                                             os.path.dirname(os.path.abspath(args.model2)), *args.data_root]]
+
+
+def build_app(args: CompareArgs):
+    from lib.results import load_results
+    from lib.ui.app import import_gradio
+    from lib.ui.compare import (PAIR_FILTERS, filter_pairs, pair_counts, pair_rows, paired_stats,
+                                paired_stats_markdown, pairs_table, render_pair, sort_pairs)
+    from lib.ui.samples import ensure_scored, header_parts, rows_from_result
+    from lib.ui.viewer import step
+
+    gr = import_gradio()
+    roots = allowed_roots(args)
+    raw_a, raw_b = load_results(args.model1), load_results(args.model2)
+    a, rec_a = ensure_scored(raw_a)
+    b, rec_b = ensure_scored(raw_b)
+    rows_a = rows_from_result(a, original=raw_a if rec_a else None)
+    rows_b = rows_from_result(b, original=raw_b if rec_b else None)
+    pairs, only_a, only_b = pair_rows(a, b, rows_a, rows_b)
+    names = (str(raw_a.get("model_name") or "Model 1"), str(raw_b.get("model_name") or "Model 2"))
+    if names[0] == names[1]:
+        names = (f"{names[0]} (1)", f"{names[1]} (2)")
+    stats = paired_stats(a, b, metric=args.metric)
+    stats_md = paired_stats_markdown(stats, names)
+    counts = pair_counts(pairs)
+    bases = [os.path.dirname(os.path.abspath(p)) for p in (args.model1, args.model2)] + [os.getcwd()]
+    data = raw_a.get("data") if isinstance(raw_a.get("data"), dict) else {}
+    if data.get("path"):
+        bases.insert(0, os.path.dirname(os.path.abspath(str(data["path"]))))
+    headers = ["#", "verdict", "CER 1", "CER 2", "Δ CER", "ground truth"]
+
+    def view(order, pos, zoom):
+        if pos is None:
+            return [None, "*No pair matches the filter.*", "", "", "", "", "", gr.update(value="", visible=False)]
+        pv = render_pair(pairs[pos], names, roots, bases, zoom=zoom)
+        where = (f"**{order.index(pos) + 1} / {len(order)}** shown (of {len(pairs)} pairs)" if pos in order
+                 else f"pair {pos} (outside the filter)")
+        return [pos, where, pv.image, pv.info, pv.label, pv.diff_a, pv.diff_b,
+                gr.update(value=pv.tables, visible=bool(pv.tables))]
+
+    def apply(which, sort_key, descending, search, zoom):
+        which = (which or "all").split(" (")[0]
+        chosen = sort_pairs(filter_pairs(pairs, which, (search or "").strip()), sort_key or "position",
+                            bool(descending))
+        order = [p.pos for p in chosen]
+        return [order, pairs_table(chosen), f"{len(chosen)} of {len(pairs)} pairs",
+                *view(order, order[0] if order else None, zoom)]
+
+    def move(delta):
+        def _move(order, pos, zoom):
+            return view(order, step(order, pos, delta), zoom)
+        return _move
+
+    def jump(order, value, zoom):
+        try:
+            pos = int(value)
+            if not 0 <= pos < len(pairs):
+                raise ValueError
+        except (TypeError, ValueError):
+            gr.Warning(f"no pair #{value}; pairs are numbered 0–{len(pairs) - 1}")
+            return view(order, order[0] if order else None, zoom)
+        return view(order, pos, zoom)
+
+    def pick(order, zoom, evt: gr.SelectData):
+        return jump(order, evt.row_value[0] if evt.row_value else None, zoom)
+
+    filter_choices = [f"{k} ({counts.get(k, len(pairs))})" for k in PAIR_FILTERS]
+    with gr.Blocks(title="OCR model comparison", analytics_enabled=False) as demo:
+        gr.Markdown("# OCR model comparison")
+        order_st = gr.State([])
+        pos_st = gr.State(None)
+        with gr.Row():
+            for label, path, raw, scored, rec in (("Model 1", args.model1, raw_a, a, rec_a),
+                                                   ("Model 2", args.model2, raw_b, b, rec_b)):
+                facts, scores = header_parts(raw, os.path.basename(path), scored if rec else None)
+                with gr.Column():
+                    gr.Markdown(f"**{label}**\n\n" + facts)
+                    with gr.Accordion("overall scores (95 % CI)", open=False):
+                        gr.Markdown(scores)
+        gr.Markdown(stats_md + f"\n\n{len(pairs)} pairs · {only_a} only in model 1 · {only_b} only in model 2",
+                    elem_id="paired-stats")
+        with gr.Row(equal_height=True):
+            which_rd = gr.Radio(filter_choices, value=filter_choices[0], label="show", elem_id="pair-filter",
+                                scale=4)
+            sort_dd = gr.Dropdown(["position", "delta", "cer_1", "cer_2"], value="position", label="sort by",
+                                  elem_id="pair-sort", scale=1)
+            desc_cb = gr.Checkbox(label="descending", value=False, elem_id="pair-desc", scale=1)
+            search_tb = gr.Textbox(label="search (Enter)", elem_id="pair-search", scale=2)
+        with gr.Row():
+            with gr.Column(scale=3, min_width=320):
+                count_md = gr.Markdown(elem_id="pair-count")
+                table = gr.Dataframe(headers=headers, value=[], interactive=False, type="array",
+                                     elem_id="pair-table", max_height=620)
+            with gr.Column(scale=6):
+                with gr.Row():
+                    prev_btn = gr.Button("⬅ Previous", elem_id="btn-prev")
+                    pos_md = gr.Markdown(elem_id="position")
+                    next_btn = gr.Button("Next ➡", elem_id="btn-next", variant="primary")
+                    jump_nb = gr.Number(label="jump to pair #", precision=0, minimum=0, elem_id="jump-number")
+                    jump_btn = gr.Button("Go", elem_id="btn-jump")
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        zoom_sl = gr.Slider(25, 400, value=100, step=25, label="zoom % (click image: full size)")
+                        image_html = gr.HTML(elem_id="sample-image")
+                    with gr.Column(scale=3):
+                        info_md = gr.Markdown(elem_id="pair-info")
+                        gt_tb = gr.Textbox(label="Ground truth", lines=3, max_lines=12, interactive=False,
+                                           elem_id="gt-text")
+                with gr.Row():
+                    with gr.Column():
+                        gr.Markdown(f"**{names[0]}** vs ground truth")
+                        diff_a = gr.HTML(elem_id="diff-1")
+                    with gr.Column():
+                        gr.Markdown(f"**{names[1]}** vs ground truth")
+                        diff_b = gr.HTML(elem_id="diff-2")
+                tables_html = gr.HTML(visible=False, elem_id="pair-tables")
+        out_view = [pos_st, pos_md, image_html, info_md, gt_tb, diff_a, diff_b, tables_html]
+        apply_in = [which_rd, sort_dd, desc_cb, search_tb, zoom_sl]
+        apply_out = [order_st, table, count_md, *out_view]
+        demo.load(apply, apply_in, apply_out)
+        for comp in (which_rd, sort_dd, desc_cb):
+            comp.change(apply, apply_in, apply_out)
+        search_tb.submit(apply, apply_in, apply_out)
+        prev_btn.click(move(-1), [order_st, pos_st, zoom_sl], out_view)
+        next_btn.click(move(+1), [order_st, pos_st, zoom_sl], out_view)
+        jump_btn.click(jump, [order_st, jump_nb, zoom_sl], out_view)
+        jump_nb.submit(jump, [order_st, jump_nb, zoom_sl], out_view)
+        table.select(pick, [order_st, zoom_sl], out_view)
+        zoom_sl.release(lambda order, pos, zoom: view(order, pos, zoom), [order_st, pos_st, zoom_sl], out_view)
+    return demo
+
+
+def serve(args: CompareArgs, block: bool = True):
+    from lib.ui.app import launch
+
+    for flag, p in (("--model1", args.model1), ("--model2", args.model2)):
+        if not Path(p).is_file():
+            raise SystemExit(f"{flag} {p}: no such result file")
+    for root in args.data_root:
+        if not Path(root).is_dir():
+            raise SystemExit(f"--data-root {root} is not a folder")
+    demo = build_app(args)
+    url = launch(demo, server_name=args.server_name, server_port=args.server_port, share=args.share,
+                 allowed_paths=allowed_roots(args), block=block)
+    return demo, url
+
+
+def main(args: CompareArgs) -> dict:
+    _, url = serve(args, block=True)
+    return {"url": url}
+
+
+if __name__ == "__main__":
+    main(parse_args(CompareArgs))
