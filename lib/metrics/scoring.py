@@ -132,7 +132,8 @@ def _anatomy(idx: np.ndarray, b: PairBatch, samples: list[dict], positions: np.n
     chars = int(b.len_g[idx].sum())
     st = int(b.st_sub[idx].sum())
     empty = int(((b.len_p[idx] == 0) & (b.len_g[idx] > 0)).sum())
-    loops = [(k, v) for k, v in sorted(b.loops.items()) if k in set(idx.tolist())]
+    members = set(idx.tolist())
+    loops = [(k, v) for k, v in sorted(b.loops.items()) if k in members]
     from lib.metrics.text import is_st_confusion
 
     top = [[g, p, c, is_st_confusion(g, p)] for (g, p), c in b.confusions.most_common(_TOP_CONFUSIONS)]

@@ -62,6 +62,7 @@ class TableNode:
 
 
 _HTML_TABLE_RE = re.compile(r"<table\b.*?</table\s*>", re.S | re.I)
+_TABLE_OPEN_RE = re.compile(r"<table\b", re.I)
 _MD_DELIM_RE = re.compile(r"^\s*\|?\s*:?-{1,}:?\s*(\|\s*:?-{1,}:?\s*)*\|?\s*$")
 
 
@@ -87,7 +88,7 @@ def has_table(text: str | None) -> bool:
     """True when `text` contains an HTML table or a Markdown pipe table."""
     if not text:
         return False
-    if "<table" in text.lower():
+    if "<" in text and _TABLE_OPEN_RE.search(text):
         return True
     return "|" in text and "-" in text and bool(_md_table_blocks(text))
 
@@ -97,10 +98,12 @@ def looks_like_table(text: str | None) -> bool:
     if not text:
         return False
     t = text.strip()
-    if t.lower().startswith("<table") and t.lower().endswith("</table>"):
+    if t[:6].lower() == "<table" and t[-8:].lower() == "</table>":
         return True
+    if "|" not in t or "-" not in t:
+        return False
     blocks = _md_table_blocks(t)
-    return len(blocks) == 1 and blocks[0] == (0, len(t.split("\n")))
+    return len(blocks) == 1 and blocks[0] == (0, t.count("\n") + 1)
 
 
 def _markdown_to_html(text: str) -> str:
@@ -265,7 +268,7 @@ def table_cell_text(text: str | None) -> str:
     text outside tables is kept. A table that cannot be parsed is left as it is."""
     if not text:
         return "" if text is None else text
-    if "<table" in text.lower():
+    if "<" in text and _TABLE_OPEN_RE.search(text):
         def repl(m):
             try:
                 return "\n" + _cells_of(_html_table_element(m.group(0))) + "\n"

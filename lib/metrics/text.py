@@ -192,20 +192,33 @@ class PairBatch:
     anatomy: bool = True
 
 
-def _batched_distance(P: list[str], G: list[str], scorer, workers: int) -> np.ndarray:
-    """scorer(P[i], G[i]) for all i. A first pass with a score cutoff lets rapidfuzz use its banded algorithm (fast for
-    good predictions); pairs that exceed the cutoff are recomputed exactly."""
+def _batched_distance(P: list[str], G: list[str], scorer, workers: int, scale: float = 1.0) -> np.ndarray:
+    """scorer(P[i], G[i]) for all i. Progressive score cutoffs let rapidfuzz use its banded algorithm (fast for good
+    predictions); only the pairs that exceed a cutoff are recomputed with the next, wider one, the last pass exact."""
     n = len(P)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     longest = np.fromiter((max(len(p), len(g)) for p, g in zip(P, G)), dtype=np.int64, count=n)
-    cutoff = int(max(16, 0.15 * float(np.median(longest))))
-    d = process.cpdist(P, G, scorer=scorer, score_cutoff=cutoff, workers=workers, dtype=np.int64)
-    over = np.nonzero(d > cutoff)[0]
-    if over.size:
-        d[over] = process.cpdist([P[i] for i in over], [G[i] for i in over], scorer=scorer, workers=workers,
-                                 dtype=np.int64)
-    return np.asarray(d, dtype=np.int64)
+    med = float(np.median(longest))
+    cutoffs = [int(scale * max(16, 0.06 * med)), int(scale * max(64, 0.25 * med)), None]
+    d = np.zeros(n, dtype=np.int64)
+    todo = np.arange(n)
+    for cutoff in cutoffs:
+        if cutoff is not None and cutoff >= med:
+            continue
+        sub_p = P if todo.size == n else [P[i] for i in todo]
+        sub_g = G if todo.size == n else [G[i] for i in todo]
+        r = np.asarray(process.cpdist(sub_p, sub_g, scorer=scorer, score_cutoff=cutoff, workers=workers,
+                                      dtype=np.int64), dtype=np.int64)
+        if cutoff is None:
+            d[todo] = r
+            break
+        ok = r <= cutoff
+        d[todo[ok]] = r[ok]
+        todo = todo[~ok]
+        if todo.size == 0:
+            break
+    return d
 
 
 def _anatomy_one(p: str, g: str, d: int, confusions: Counter):
@@ -218,38 +231,31 @@ def _anatomy_one(p: str, g: str, d: int, confusions: Counter):
     if lg == 0:
         return 0, 0, lp, 0, 0, lp
     ops = Levenshtein.editops(g, p, score_hint=int(d)).as_list()
-    s = de = i = 0
-    rg: list[str] = []  # unmatched gt chars
-    rp: list[str] = []  # unmatched pred chars
-    pairs = []
-    block = longest = 0
-    last_b = -2
-    for op, a, b in ops:
-        if op == "replace":
-            s += 1
-            ga, pb = g[a], p[b]
-            rg.append(ga)
-            rp.append(pb)
-            pairs.append((ga, pb))
-        elif op == "delete":
-            de += 1
-            rg.append(g[a])
-            continue
-        else:
-            i += 1
-            rp.append(p[b])
-        block = block + 1 if b == last_b + 1 else 1
-        last_b = b
-        if block > longest:
-            longest = block
+    rep = [(a, b) for op, a, b in ops if op == "replace"]
+    dels = [a for op, a, _ in ops if op == "delete"]
+    inss = [b for op, _, b in ops if op == "insert"]
+    s, de, i = len(rep), len(dels), len(inss)
+    pairs = [(g[a], p[b]) for a, b in rep]
     matched = lg - s - de
-    extra = sum((Counter(rg) & Counter(rp)).values()) if rg and rp else 0
+    extra = 0
+    if (s or de) and (s or i):  # multiset overlap of the unmatched characters of both sides
+        rg = Counter([x for x, _ in pairs]) if s else Counter()
+        rp = Counter([y for _, y in pairs]) if s else Counter()
+        if de:
+            rg.update([g[a] for a in dels])
+        if i:
+            rp.update([p[b] for b in inss])
+        extra = sum((rg & rp).values())
     st = 0
     if pairs:
         confusions.update(pairs)
-        for ga, pb in pairs:
-            if _t2s_char(ga) == _t2s_char(pb):
-                st += 1
+        st = sum(1 for x, y in pairs if _t2s_char(x) == _t2s_char(y))
+    longest = 0
+    if s + i >= LOOP_MIN_REPEATS - 1:  # longest run of consecutive prediction positions that are not matches
+        pos = np.fromiter(sorted([b for _, b in rep] + inss), dtype=np.int64, count=s + i)
+        breaks = np.flatnonzero(np.diff(pos) != 1)
+        edges = np.concatenate(([-1], breaks, [pos.size - 1]))
+        longest = int(np.diff(edges).max())
     return s, de, i, matched + extra, st, longest
 
 
@@ -261,7 +267,7 @@ def _score_chunk(preds: Sequence, gts: Sequence, profile: str | None, anatomy: b
     len_p = np.fromiter(map(len, P), dtype=np.int64, count=n)
     len_g = np.fromiter(map(len, G), dtype=np.int64, count=n)
     lev = _batched_distance(P, G, Levenshtein.distance, workers)
-    indel = _batched_distance(P, G, Indel.distance, workers)
+    indel = _batched_distance(P, G, Indel.distance, workers, scale=2.0)
     exact = (lev == 0).astype(np.int64)
     sub = np.zeros(n, np.int64)
     dele = np.zeros(n, np.int64)
