@@ -13,7 +13,7 @@ loss and LoRA gradients on the same fixed batch are compared with TRL's (determi
     python core/benchmarks/bench_train.py --shapes tiny --steps 2 --warmup-steps 1 --n-samples 8   # CPU check
 
 A configuration is `trl` or `ours`, then `:key=value` overrides: `bs` (per-device batch), `gc` (gradient
-checkpointing 0/1), `ga` (gradient accumulation); for `ours` any `SFTArgs` field too (e.g. `ours:bs=4:gc=0`).
+checkpointing 0/1), `ga` (gradient accumulation), `cudnn=0` (keep SDPA off cuDNN for that run); for `ours` any `SFTArgs` field too (e.g. `ours:bs=4:gc=0`).
 """
 
 from __future__ import annotations
@@ -123,8 +123,8 @@ def _compare(ref: tuple, got: tuple) -> dict:
            "label_tokens_ref": n_ref, "label_tokens": n_got, "lora_tensors_ref": len(g_ref), "lora_tensors": len(g_got),
            "lora_tensors_common": len(common)}
     if common:
-        a = torch.cat([g_ref[k].flatten() for k in common])
-        b = torch.cat([g_got[k].flatten() for k in common])
+        a = torch.cat([g_ref[k].flatten() for k in common]).double()
+        b = torch.cat([g_got[k].flatten() for k in common]).double()
         out["grad_rel_l2"] = float((a - b).norm() / a.norm().clamp(min=1e-30))
         out["grad_cosine"] = float(torch.nn.functional.cosine_similarity(a, b, dim=0))
     return out
@@ -211,6 +211,11 @@ def run_config(shape: str, spec: str, processor, samples, data_path: Path, promp
     from lib.perf import (H100_BF16_PEAK_FLOPS, BatchRecorder, StepTimer, build_gemma3_vlm, model_counts)
 
     kind, opts = _parse_config(spec)
+    # Probe knob for any configuration: cudnn=0 keeps PyTorch's SDPA off the cuDNN backend for this run.
+    cudnn = opts.pop("cudnn", None)
+    prev_cudnn = torch.backends.cuda.cudnn_sdp_enabled()
+    if cudnn is not None:
+        torch.backends.cuda.enable_cudnn_sdp(bool(int(cudnn)))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     _free()
@@ -249,6 +254,7 @@ def run_config(shape: str, spec: str, processor, samples, data_path: Path, promp
         if timer.step_times else float("nan"),
     })
     del trainer, model, recorder, timer
+    torch.backends.cuda.enable_cudnn_sdp(prev_cudnn)
     _free()
     return row, check
 
