@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Iterable, Sequence, Union
 
 __all__ = ["FontInfo", "FontCoverageError", "find_cjk_fonts", "font_covers", "missing_glyphs", "load_font",
-           "render_text_line", "render_text_block", "text_size", "pypi_font_dir", "SCRIPTS"]
+           "render_text_line", "render_text_block", "draw_text", "glyph", "line_width", "text_size", "pypi_font_dir",
+           "SCRIPTS"]
 
 SCRIPTS = ("hant", "hans")
 # Characters every usable font for the script must have; a face lacking any of them is not offered.
@@ -109,6 +110,8 @@ def font_covers(font: FontLike, text: str, index: int | None = None) -> bool:
 def _load_font_cached(path: str, size: int, index: int, weight: int | None):
     from PIL import ImageFont
 
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"font file not found: {path} (see lib.render.find_cjk_fonts for available fonts)")
     font = ImageFont.truetype(path, size=size, index=index)
     if weight is not None:
         try:
@@ -121,6 +124,7 @@ def _load_font_cached(path: str, size: int, index: int, weight: int | None):
             values = [max(a["minimum"], min(a["maximum"], weight)) if n.lower() == "weight" else a["default"]
                       for a, n in zip(axes, names)]
             font.set_variation_by_axes(values)
+    font._render_key = (path, index, size, weight)  # identifies the font in the glyph cache
     return font
 
 
@@ -129,8 +133,6 @@ def load_font(font: FontLike, size: int, index: int | None = None, weight: int |
     path, idx = _path_index(font, index)
     if weight is None:
         weight = font.weight if isinstance(font, FontInfo) and font.weight else DEFAULT_WEIGHT
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"font file not found: {path} (see lib.render.find_cjk_fonts for available fonts)")
     return _load_font_cached(path, int(size), idx, int(weight))
 
 
@@ -270,7 +272,7 @@ def text_size(text: str, font_obj, vertical: bool = False, line_spacing: float =
     size = font_obj.size
     if vertical:
         return int(round(size * 1.1)), int(round(len(text) * size * line_spacing))
-    return max(1, int(round(font_obj.getlength(text)))), int(round(size * 1.25))
+    return max(1, int(round(line_width(font_obj, text)))), int(round(size * 1.25))
 
 
 def _color(c):
@@ -286,35 +288,87 @@ def render_text_line(text: str, font_path: FontLike, font_size: int = 32, paddin
     advance in that direction. With `check_coverage` (default) a character the font cannot draw raises
     `FontCoverageError` naming it, so the label never claims text that is not in the image.
     """
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
     if check_coverage:
         _check(font_path, text, index)
     font = load_font(font_path, font_size, index=index, weight=weight)
     w, h = text_size(text, font, vertical=vertical, line_spacing=char_spacing)
     img = Image.new(mode, (w + 2 * padding, h + 2 * padding), _color(bg))
-    draw_text(ImageDraw.Draw(img), (padding, padding), text, font, fill=_color(fg), vertical=vertical,
-              char_spacing=char_spacing)
+    draw_text(img, (padding, padding), text, font, fill=_color(fg), vertical=vertical, char_spacing=char_spacing)
     return img
 
 
-def draw_text(draw, xy: tuple[float, float], text: str, font_obj, fill=(0, 0, 0), vertical: bool = False,
-              char_spacing: float = 1.0) -> tuple[int, int]:
-    """Draw text at `xy` (top-left of the line box) on an ImageDraw; returns the line box (w, h).
+_GLYPHS: dict[tuple, tuple] = {}
+_GLYPH_CACHE_LIMIT = 200_000  # glyphs; a CJK glyph at body size is ~0.5 KB, so this bounds memory to ~100 MB
 
-    Horizontal lines are drawn with the baseline at 1.0 em below the top of a 1.25 em box, so lines of one size
-    align whatever characters they hold.
+
+def _font_key(font_obj) -> tuple:
+    key = getattr(font_obj, "_render_key", None)
+    return key if key is not None else (getattr(font_obj, "path", None), getattr(font_obj, "index", 0), font_obj.size, id(font_obj))
+
+
+def glyph(font_obj, ch: str):
+    """(mask, dx, dy, advance) of one character: `mask` is the glyph's `L` ImagingCore, to be pasted with its
+    top-left at (pen_x + dx, baseline + dy).
+
+    Rasterizing a CJK outline costs ~0.5 ms, and a page draws ~800 characters from a few hundred distinct ones, so
+    each (font, size, character) is rasterized once per process and pasted afterwards.
     """
+    key = (_font_key(font_obj), ch)
+    g = _GLYPHS.get(key)
+    if g is None:
+        mask, (dx, dy) = font_obj.getmask2(ch, mode="L", anchor="ls")
+        g = (mask, dx, dy, font_obj.getlength(ch))
+        if len(_GLYPHS) >= _GLYPH_CACHE_LIMIT:
+            _GLYPHS.clear()
+        _GLYPHS[key] = g
+    return g
+
+
+def char_advance(font_obj, ch: str) -> float:
+    return glyph(font_obj, ch)[3]
+
+
+def line_width(font_obj, text: str) -> float:
+    """Width of `text` as `draw_text` lays it out (sum of advances)."""
+    return sum(glyph(font_obj, ch)[3] for ch in text)
+
+
+def draw_text(target, xy: tuple[float, float], text: str, font_obj, fill=(0, 0, 0), vertical: bool = False,
+              char_spacing: float = 1.0) -> tuple[int, int]:
+    """Draw text at `xy` (top-left of the line box) on a PIL Image (or an ImageDraw's image); returns (w, h).
+
+    Horizontal lines put the baseline 1.0 em below the top of a 1.25 em box, so lines of one size align whatever
+    characters they hold; characters advance by their own width (no kerning: CJK has none, and the wrap in
+    lib/synth measures the same way). Vertical lines centre each character in a 1-em cell, top to bottom.
+    """
+    img = getattr(target, "_image", target)
+    img.load()
+    core = img.im  # paste through the core: the Python-level Image.paste checks cost more than the copy itself
+    if isinstance(fill, int) and img.mode == "RGB":
+        fill = (fill, fill, fill)
     x, y = xy
     size = font_obj.size
     if not vertical:
-        draw.text((x, y + size * 1.0), text, font=font_obj, fill=fill, anchor="ls")
-        return text_size(text, font_obj)
+        pen, base = x, y + size
+        for ch in text:
+            mask, dx, dy, adv = glyph(font_obj, ch)
+            w, h = mask.size
+            if w and h:
+                px, py = int(round(pen + dx)), int(round(base + dy))
+                core.paste(fill, (px, py, px + w, py + h), mask)
+            pen += adv
+        return max(1, int(round(pen - x))), int(round(size * 1.25))
     step = size * char_spacing
     cx = x + size * 0.55
     for i, ch in enumerate(text):
-        # Each character centred in its cell; the cell's middle is at (i + 0.5) steps.
-        draw.text((cx, y + (i + 0.5) * step), ch, font=font_obj, fill=fill, anchor="mm")
+        mask, dx, dy, adv = glyph(font_obj, ch)
+        w, h = mask.size
+        if w and h:
+            cy = y + (i + 0.5) * step
+            px, py = int(round(cx - w / 2)), int(round(cy - h / 2))  # the glyph's ink box centred in its cell
+            core.paste(fill, (px, py, px + w, py + h), mask)
     return text_size(text, font_obj, vertical=True, line_spacing=char_spacing)
 
 
@@ -322,7 +376,7 @@ def render_text_block(lines: Sequence[str], font_path: FontLike, font_size: int 
                       fg=(0, 0, 0), bg=(255, 255, 255), *, line_spacing: float = 1.5, index: int | None = None,
                       weight: int | None = None, check_coverage: bool = True, mode: str = "RGB"):
     """Draw several lines, left-aligned, top to bottom; the label is `"\\n".join(lines)`."""
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
     if check_coverage:
         _check(font_path, "".join(lines), index)
@@ -331,7 +385,6 @@ def render_text_block(lines: Sequence[str], font_path: FontLike, font_size: int 
     w = max((text_size(t, font)[0] for t in lines), default=1)
     h = step * max(len(lines) - 1, 0) + text_size("", font)[1]
     img = Image.new(mode, (w + 2 * padding, h + 2 * padding), _color(bg))
-    draw = ImageDraw.Draw(img)
     for i, t in enumerate(lines):
-        draw_text(draw, (padding, padding + i * step), t, font, fill=_color(fg))
+        draw_text(img, (padding, padding + i * step), t, font, fill=_color(fg))
     return img
