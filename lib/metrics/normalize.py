@@ -1,4 +1,4 @@
-"""Text normalization profiles applied to both prediction and ground truth before any text metric.
+r"""Text normalization profiles applied to both prediction and ground truth before any text metric.
 
 Three named profiles; the name used is recorded in every result file (`profiles`, `scores[<profile>]`):
 
@@ -9,14 +9,15 @@ Three named profiles; the name used is recorded in every result file (`profiles`
   them into two ASCII ``"`` and an implicit string concatenation, so curly quotes are **kept**; ︲ (U+FE32) and the
   small forms ﹏﹐﹑﹒﹔﹕﹖﹗ were never listed and are kept as well. No Unicode normalization, no width folding.
 * ``standard`` (the default) — in this order: NFC; strip Markdown heading markers (``#`` .. ``######`` at a line
-  start), emphasis markers (``**``, ``__``, ``~~``, and ``*x*`` / ``_x_`` around non-space text) and inline HTML tags
+  start), emphasis markers (``**``, ``__``, ``~~`` anywhere; ``*x*`` around non-space text not touching an
+  ASCII letter or digit, so ``2*3*4`` stays; ``_x_`` not inside a word, so ``snake_case`` stays) and inline HTML tags
   and comments other than table structure (``table thead tbody tfoot tr td th caption colgroup col`` are kept so TEDS
   can still read them); full-width ASCII U+FF01–U+FF5E → ASCII and U+3000 → space; Kangxi radicals (U+2F00–U+2FD5)
   and the CJK radicals supplement characters that have a compatibility mapping → unified ideographs (CJK
   compatibility ideographs are already mapped by NFC); finally delete all whitespace (``\s``) and all format
   characters (Unicode category Cf in the BMP: ZWSP/ZWNJ/ZWJ/LRM/RLM U+200B–U+200F, BOM U+FEFF, soft hyphen, bidi
   controls, word joiner ...). Punctuation and letter case are kept.
-* ``lenient`` — ``standard``, then delete the remaining (table) HTML tags, then delete every punctuation character (Unicode categories P*, plus the ASCII
+* ``lenient`` — delete every HTML tag (table structure too), then ``standard``, then delete every punctuation character (Unicode categories P*, plus the ASCII
   ``string.punctuation`` symbols ``$+<=>^`|~``), ``str.casefold()``, then OpenCC ``t2s`` (Traditional →
   Simplified; never ``s2t``/``tw2sp``, which are lossy or rewrite vocabulary) on both sides, so a prediction in the
   other script is not penalised.
@@ -79,7 +80,9 @@ _INLINE_TAG_RE = re.compile(r"<!--.*?-->|</?(?!(?:%s)\b)[A-Za-z][A-Za-z0-9-]*(?:
                             re.S | re.I)
 _MD_HEADING_RE = re.compile(r"^[ \t]{0,3}#{1,6}(?=[ \t]|$)", re.M)
 _MD_STRONG_RE = re.compile(r"\*\*|__|~~")
-_MD_EMPH_RE = re.compile(r"(?<![\w*])([*_])(?=\S)(.+?)(?<=\S)\1(?![\w*])", re.S)
+# *x* may touch CJK text (與*斜體*) but not ASCII letters/digits (2*3*4); _x_ follows CommonMark's no-intraword rule.
+_MD_EMPH_STAR_RE = re.compile(r"(?<![*A-Za-z0-9])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![*A-Za-z0-9])", re.S)
+_MD_EMPH_UNDERSCORE_RE = re.compile(r"(?<![\w_])_(?=[^\s_])(.+?)(?<=[^\s_])_(?![\w_])", re.S)
 _FULLWIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}
 _FULLWIDTH[0x3000] = 0x20
 
@@ -108,8 +111,10 @@ def _strip_markup(text: str) -> str:
         text = _MD_HEADING_RE.sub("", text)
     if "*" in text or "_" in text or "~" in text:
         text = _MD_STRONG_RE.sub("", text)
-        if "*" in text or "_" in text:
-            text = _MD_EMPH_RE.sub(r"\2", text)
+        if "*" in text:
+            text = _MD_EMPH_STAR_RE.sub(r"\1", text)
+        if "_" in text:
+            text = _MD_EMPH_UNDERSCORE_RE.sub(r"\1", text)
     return text
 
 
@@ -154,9 +159,9 @@ _ANY_TAG_RE = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
 
 
 def _normalize_lenient(text: str) -> str:
-    text = _normalize_standard(text)
     if "<" in text:
         text = _ANY_TAG_RE.sub("", text)  # table structure too: lenient compares text only
+    text = _normalize_standard(text)
     text = _punct_re().sub("", text)
     text = text.casefold()
     return t2s(text)
