@@ -159,6 +159,7 @@ def _redact(body: dict, key: str | None, mime: str | None) -> dict:
 class _Handler(BaseHTTPRequestHandler):
     stub: StubServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: without this, delayed ACKs add 40 ms
 
     def log_message(self, fmt, *args):  # keep test output clean
         pass
@@ -318,3 +319,28 @@ def _parse_multipart(raw: bytes, ctype: str) -> list[dict]:
                       "content_type": ctype_m.group(1).strip() if ctype_m else None,
                       "data": data[:-2] if data.endswith(b"\r\n") else data})
     return parts
+
+
+def _main(argv=None) -> None:
+    """`python -m lib.evaluation.stub_server --latency 0.2`: serve (deterministic answers) until killed; prints the
+    base URL on the first line of stdout. Used by the benchmark to keep the server out of the client's process."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description=_main.__doc__)
+    ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--fault-rate", type=float, default=0.0)
+    ap.add_argument("--model-id", default="stub-ocr")
+    a = ap.parse_args(argv)
+    srv = StubServer(latency_s=a.latency, faults=FaultPlan(rate=a.fault_rate), model_id=a.model_id).start()
+    print(srv.base_url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        srv.stop()
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    _main()
