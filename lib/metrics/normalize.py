@@ -104,7 +104,7 @@ _WS_RE = re.compile(r"\s+")
 _WS_CF_RE = re.compile(r"[\s" + re.escape(_CF_CHARS) + "]+")
 
 
-def _strip_markup(text: str) -> str:
+def _strip_markup_once(text: str) -> str:
     if "<" in text:
         text = _INLINE_TAG_RE.sub("", text)
     if "#" in text:
@@ -115,6 +115,18 @@ def _strip_markup(text: str) -> str:
             text = _MD_EMPH_STAR_RE.sub(r"\1", text)
         if "_" in text:
             text = _MD_EMPH_UNDERSCORE_RE.sub(r"\1", text)
+    return text
+
+
+def _strip_markup(text: str) -> str:
+    """Repeat until nothing changes (``<<b>b>`` → ``<b>`` → ``""``) so normalization is idempotent."""
+    if "<" not in text and "#" not in text and "*" not in text and "_" not in text and "~" not in text:
+        return text
+    for _ in range(8):
+        new = _strip_markup_once(text)
+        if new == text:
+            break
+        text = new
     return text
 
 
