@@ -4,7 +4,8 @@ File: `<model folder>/gemma_ocr_meta.json` = {"prompt": Prompt.to_dict(), "proce
 "min_pixels": ..., "max_pixels": ..., ...}, ...anything else (base model, data hash)}. Training / merging write it
 with `write_model_meta`; `core/evaluate.py` reads it: `hf` mode takes the prompt from it when `--prompt-config` is
 not given, and any difference between it and what the evaluation uses (prompt, processor settings) is a warning.
-`python -m lib.evaluation.model_meta <model folder>` prints the vLLM `--mm-processor-kwargs` for the compose recipe.
+`python -m lib.evaluation.model_meta <model folder> [--kwargs-only]` prints the vLLM `--mm-processor-kwargs` for
+the compose recipe.
 
 Not for: the weights' own configs (config.json / preprocessor_config.json are Hugging Face's).
 """
@@ -94,9 +95,13 @@ def mm_processor_kwargs(meta: dict | None) -> dict:
 
 
 if __name__ == "__main__":
-    meta = read_model_meta(sys.argv[1] if len(sys.argv) > 1 else None)
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    meta = read_model_meta(args[0] if args else None)
     if meta is None:
-        sys.exit(f"no {META_FILENAME} in {sys.argv[1:] or '(no folder given)'}")
+        sys.exit(f"no {META_FILENAME} in {args or '(no folder given)'}")
+    if "--kwargs-only" in sys.argv:
+        print(json.dumps(mm_processor_kwargs(meta)))
+        sys.exit(0)
     print(f"MM_PROCESSOR_KWARGS='{json.dumps(mm_processor_kwargs(meta))}'")
     if meta.get("prompt"):
         print(f"# prompt: {json.dumps(_prompt_core(meta['prompt']), ensure_ascii=False)}")
