@@ -18,12 +18,87 @@ from typing import Any, NotRequired, TypedDict
 
 SCHEMA_VERSION = 1
 
-__all__ = ["SCHEMA_VERSION", "SampleResult", "ResultFile", "load_results", "write_results", "atomic_write_json",
-           "ResultsError"]
+__all__ = ["SCHEMA_VERSION", "SampleResult", "ResultFile", "SampleScores", "ProfileScores", "Anatomy", "TableScores",
+           "load_results", "write_results", "atomic_write_json", "ResultsError"]
 
 
 class ResultsError(ValueError):
     pass
+
+
+class SampleScores(TypedDict):
+    """`samples[i].scores[<profile>]`, filled by lib/metrics/scoring.py (definitions: docs/METRICS.md)."""
+    cer: float  # lev/|gt| on normalized text, unclipped (empty gt: 0.0 if pred empty else 1.0)
+    cer_clipped: float  # min(cer, 1)
+    ned: float  # lev / max(|pred|, |gt|)
+    exact: float  # 1.0 when the normalized strings are equal
+    bag_f1: float  # bag-of-characters F1 (the original's f1_score)
+    lcs_f1: float  # 2·LCS / (|pred| + |gt|)
+    len_pred: int  # normalized lengths and edit count: micro CER = Σ edits / Σ len_gt
+    len_gt: int
+    edits: int
+    substitutions: NotRequired[int]
+    deletions: NotRequired[int]  # ground-truth characters missing from the prediction
+    insertions: NotRequired[int]  # extra predicted characters
+    repetition_loop: NotRequired[dict[str, Any]]  # {unit, repeats, count_pred, count_gt}
+    teds: NotRequired[float]  # table samples
+    teds_s: NotRequired[float]
+    table_cell_cer: NotRequired[float]
+    table_error: NotRequired[str]  # invalid table or timeout (counted in ProfileScores.tables)
+    seal_ned: NotRequired[float]  # seal samples: min NED over cyclic shifts of the prediction
+
+
+class Anatomy(TypedDict):
+    substitutions: int
+    deletions: int
+    insertions: int
+    substitution_rate: float  # per ground-truth character
+    deletion_rate: float
+    insertion_rate: float
+    top_confusions: list[list[Any]]  # [gt_char, pred_char, count, is_S/T_variant]
+    st_confusions: int
+    st_confusion_rate: float  # S/T-variant substitutions / all edits
+    n_empty_predictions: int
+    empty_prediction_rate: float
+    n_repetition_loops: int
+    repetition_loop_rate: float
+    repetition_loops: list[dict[str, Any]]  # {sample, image_path, unit, repeats, count_pred, count_gt}
+
+
+class TableScores(TypedDict):
+    n: int
+    n_scored: int
+    teds_macro: float | None
+    teds_s_macro: float | None
+    table_cell_cer_micro: float | None
+    n_invalid_pred: int
+    n_invalid_gt: int
+    n_timeouts: int
+    invalid_examples: list[dict[str, Any]]
+    headline_cer_uses: str  # "cell text" (standard/lenient) or "raw text (seed profile)"
+
+
+class ProfileScores(TypedDict):
+    """`scores[<profile>]` at the top level: aggregates over the scored samples (errors excluded unless
+    errors_as_empty). Every slice under `slices[key][value]` has the same headline keys, n and ci95."""
+    n: int
+    n_docs: int
+    cer_micro: float | None  # Σ edits / Σ |gt| — the original's overall CER
+    cer_macro: float | None
+    cer_clipped_macro: float | None
+    ned_macro: float | None
+    bag_f1_macro: float | None  # the original's overall F1
+    lcs_f1_macro: float | None
+    exact_match: float | None
+    chars_gt: NotRequired[int]
+    edits: NotRequired[int]
+    ci95: dict[str, list[float] | None]  # metric -> [low, high], bootstrap over doc_id
+    anatomy: NotRequired[Anatomy]
+    tables: NotRequired[TableScores]
+    seals: NotRequired[dict[str, Any]]  # {n, seal_ned_macro}
+    slices: NotRequired[dict[str, dict[str, dict[str, Any]]]]  # "element"/"lang" -> value -> headline keys
+    n_errors: NotRequired[int]
+    n_errors_scored_as_empty: NotRequired[int]
 
 
 class SampleResult(TypedDict):
@@ -40,7 +115,7 @@ class SampleResult(TypedDict):
     raw_prediction: NotRequired[str]  # before post-processors
     latency_s: NotRequired[float]
     n_output_tokens: NotRequired[int]
-    scores: NotRequired[dict[str, dict[str, Any]]]  # profile -> per-sample metrics
+    scores: NotRequired[dict[str, SampleScores | None]]  # profile -> per-sample metrics (None: excluded, error)
 
 
 class ResultFile(TypedDict):
@@ -52,7 +127,9 @@ class ResultFile(TypedDict):
     overall_f1: float | None  # macro bag-of-characters F1 of the first profile
     samples: list[SampleResult]
     profiles: NotRequired[list[str]]  # normalization profiles, first = primary
-    scores: NotRequired[dict[str, dict[str, Any]]]  # profile -> aggregate metrics (with CIs)
+    scores: NotRequired[dict[str, ProfileScores]]  # profile -> aggregate metrics (with CIs)
+    scoring: NotRequired[dict[str, Any]]  # n_bootstrap, seed, confidence, bootstrap_unit, table_time_limit_s
+    rescored: NotRequired[list[dict[str, Any]]]  # history of core/count_score.py runs (previous overall_* values)
     n_errors: NotRequired[int]
     errors_as_empty: NotRequired[bool]
     config: NotRequired[dict[str, Any]]  # resolved config of the run that produced it
