@@ -153,3 +153,18 @@ def test_score_texts_for_training_callback():
     res = score_texts(["中文字", "一"], ["中文", "一二"], n_bootstrap=0)
     assert res["cer_micro"] == pytest.approx(2 / 4) and res["n"] == 2
     assert np.isfinite(res["cer_macro"])
+
+
+def test_output_matches_the_schema_in_lib_results():
+    from lib.results import Anatomy, ProfileScores, SampleScores, TableScores
+
+    r = _result([("中文", "中文字"), ("<table><tr><td>1</td></tr></table>", "| 1 |\n|---|")])
+    out = score_result_file(r, profiles=("standard", "seed"), n_bootstrap=10)
+    for prof in out["profiles"]:
+        sc = out["scores"][prof]
+        assert ProfileScores.__required_keys__ <= set(sc) <= set(ProfileScores.__annotations__)
+        assert set(sc["anatomy"]) == set(Anatomy.__annotations__)
+        assert set(sc["tables"]) == set(TableScores.__annotations__)
+        for s in out["samples"]:
+            ps = s["scores"][prof]
+            assert SampleScores.__required_keys__ <= set(ps) <= set(SampleScores.__annotations__)
