@@ -162,23 +162,25 @@ def _region_scripts(family: str) -> set[str] | None:
     return None
 
 
-def _faces(path: str) -> list[tuple[int, str]]:
+def _faces(path: str) -> list[tuple[int, str, bool]]:
+    """(face index, name, is a variable font) of each face in a font file; [] if unreadable."""
     from fontTools.ttLib import TTCollection, TTFont
 
     try:
         if path.lower().endswith((".ttc", ".otc")):
             coll = TTCollection(path, lazy=True)
-            out = [(i, _face_name(f)) for i, f in enumerate(coll.fonts)]
+            out = [(i, _face_name(f), "fvar" in f) for i, f in enumerate(coll.fonts)]
             coll.close()
         else:
             with TTFont(path, lazy=True) as f:
-                out = [(0, _face_name(f))]
+                out = [(0, _face_name(f), "fvar" in f)]
     except Exception:  # unreadable/unsupported font files are skipped, not fatal
         return []
     # A collection with a TW/TC face and an HK face: keep the Taiwan one (this project's documents are Taiwanese).
-    if any(_has_tag(n, {"TW", "TC"}) for _, n in out):
-        out = [(i, n) for i, n in out if not _has_tag(n, {"HK"})]
-    return out
+    if any(_has_tag(n, {"TW", "TC"}) for _, n, _ in out):
+        out = [(i, n, v) for i, n, v in out if not _has_tag(n, {"HK"})]
+    # A variable font's default instance may be Thin; it is drawn at DEFAULT_WEIGHT, so drop that style name.
+    return [(i, n.replace(" Thin", "") if v else n, v) for i, n, v in out]
 
 
 def _has_tag(name: str, tags: set[str]) -> bool:
@@ -203,7 +205,7 @@ def _scan_dirs(dirs: Iterable[str], source: str) -> list[FontInfo]:
         for p in sorted(root.rglob("*")):
             if p.suffix.lower() not in _FONT_SUFFIXES or not p.is_file():
                 continue
-            for idx, family in _faces(str(p)):
+            for idx, family, variable in _faces(str(p)):
                 kind = _classify(family)
                 if kind is None or "mono" in family.lower() or "mbe" in family.lower():
                     continue  # Mono / MBE variants duplicate the main faces
@@ -211,7 +213,8 @@ def _scan_dirs(dirs: Iterable[str], source: str) -> list[FontInfo]:
                 scripts = tuple(s for s in SCRIPTS if (region is None or s in region)
                                 and font_covers(str(p), _PROBE[s], idx))
                 if scripts:
-                    found.append(FontInfo(path=str(p), name=family, kind=kind, index=idx, scripts=scripts, source=source))
+                    found.append(FontInfo(path=str(p), name=family, kind=kind, index=idx, scripts=scripts, source=source,
+                                          weight=DEFAULT_WEIGHT if variable else None))
     return found
 
 
@@ -220,17 +223,7 @@ def _all_fonts() -> tuple[FontInfo, ...]:
     fonts: list[FontInfo] = []
     pdir = pypi_font_dir()
     if pdir is not None:
-        for p in sorted(pdir.rglob("*")):
-            if p.suffix.lower() not in _FONT_SUFFIXES:
-                continue
-            for idx, family in _faces(str(p)):
-                kind = _classify(family) or "sans"
-                family = family.replace(" Thin", "")  # the variable font's default-instance style  # the variable font's default-instance name
-                region = _region_scripts(family)
-                scripts = tuple(s for s in SCRIPTS if (region is None or s in region) and font_covers(str(p), _PROBE[s], idx))
-                if scripts:
-                    fonts.append(FontInfo(path=str(p), name=family, kind=kind, index=idx, scripts=scripts,
-                                          source="pypi", weight=DEFAULT_WEIGHT))
+        fonts += _scan_dirs([str(pdir)], "pypi")
     extra = [d for d in os.environ.get("GEMMA_OCR_FONT_DIRS", "").split(os.pathsep) if d]
     fonts += _scan_dirs(extra, "env")
     fonts += _scan_dirs(_SYSTEM_DIRS, "system")
