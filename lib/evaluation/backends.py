@@ -342,7 +342,12 @@ class HFBackend(Backend):
             outs = self._generate_batch(self.model, self.processor, self.prompt, images,
                                         max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
             for i, g in zip(ok_pos, outs):
-                results[i] = Prediction(text=g.text, n_tokens=getattr(g, "n_tokens", None))
+                if getattr(g, "error", None):
+                    results[i] = ImageError(g.error)
+                else:
+                    stopped = getattr(g, "stopped", True)
+                    results[i] = Prediction(text=g.text, n_tokens=getattr(g, "n_tokens", None),
+                                            finish_reason="stop" if stopped else "length")
         return results  # type: ignore[return-value]
 
 

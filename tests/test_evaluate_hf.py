@@ -1,0 +1,118 @@
+"""`--mode hf` with the tiny embedded Gemma 3 (built from config, random weights), run the way the quickstart
+driver calls it, and the same model's real predictions served over HTTP by a local OpenAI-compatible server."""
+
+import importlib.util
+import io
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lib.generation")
+pytest.importorskip("lib.modeling")
+
+from lib.evaluation.stub_server import FaultPlan, StubServer  # noqa: E402
+from lib.evaluation.testing import make_png_dataset  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "embedded/tiny-gemma3"
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(f"core_{name}", ROOT / "core" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ev = load_script("evaluate")
+
+
+def run(*argv):
+    return ev.main(ev.parse([*argv, "--no-progress", "--n-bootstrap", "50", "--log-level", "WARNING"]))
+
+
+@pytest.fixture(scope="module")
+def model_and_processor():
+    from lib.modeling import load_model_and_processor
+
+    return load_model_and_processor(MODEL, dtype="float32")
+
+
+def test_hf_mode_as_the_quickstart_calls_it(tmp_path, model_and_processor):
+    from lib.generation import generate_batch
+    from lib.prompt import load_prompt
+
+    data = make_png_dataset(tmp_path, 7)
+    rows = json.loads(data.read_text())
+    rows.insert(2, {"img_path": "images/missing.png", "ocr_results": "不見了"})
+    data.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "res.json"
+    res = run("--mode", "hf", "--model-name", MODEL, "--data-file", str(data), "--output-file", str(out),
+              "--max-new-tokens", "6", "--batch-size", "3", "--prompt-config", str(ROOT / "configs/ocr_prompt/default.yml"))
+    on_disk = json.loads(out.read_text(encoding="utf-8"))
+    for key in ("overall_cer", "overall_f1", "total_samples", "timestamp", "model_name", "samples", "schema_version",
+                "config", "profiles", "timings", "scores", "postprocessors"):
+        assert key in on_disk, key
+    assert on_disk["config"]["max_new_tokens"] == 6 and on_disk["config"]["batch_size"] == 3
+    assert [s["index"] for s in res["samples"]] == list(range(8))  # dataset order
+    assert res["samples"][2]["error"].startswith("image not found") and res["n_errors"] == 1
+    # the same predictions as calling lib.generation directly, sample by sample in dataset order
+    model, proc = model_and_processor
+    ok = [s for s in res["samples"] if not s["error"]]
+    direct = generate_batch(model, proc, load_prompt(), [str(tmp_path / s["image_path"]) for s in ok],
+                            max_new_tokens=6, batch_size=2)
+    assert [s.get("raw_prediction", s["prediction"]) for s in ok] == [g.text for g in direct]
+    assert all(s["n_output_tokens"] <= 6 and s["finish_reason"] in ("stop", "length") for s in ok)
+
+
+def test_served_tiny_model_matches_in_process_predictions(tmp_path, model_and_processor):
+    from PIL import Image
+
+    from lib.generation import generate_batch
+    from lib.prompt import load_prompt
+
+    model, proc = model_and_processor
+    prompt = load_prompt()
+
+    def serve_model(body, image):
+        im = Image.open(io.BytesIO(image)).convert("RGB")
+        max_tokens = body.get("max_tokens", 16)
+        return generate_batch(model, proc, prompt, [im], max_new_tokens=max_tokens, batch_size=1)[0].text
+
+    data = make_png_dataset(tmp_path, 6)
+    with StubServer(serve_model, model_id="tiny-gemma3", faults=FaultPlan(rate=0.3, delay_s=1.5, seed=5)) as srv:
+        served = run("--mode", "vllm_stream", "--vllm-url", srv.base_url, "--data-file", str(data),
+                     "--output-file", str(tmp_path / "served.json"), "--max-new-tokens", "6", "--workers", "3",
+                     "--timeout", "1.0", "--max-retries", "10", "--backoff-base", "0.01")
+    local = run("--mode", "hf", "--model-name", MODEL, "--data-file", str(data), "--output-file",
+                str(tmp_path / "local.json"), "--max-new-tokens", "6", "--batch-size", "4")
+    assert served["n_errors"] == 0 and served["model_name"] == "tiny-gemma3"
+    assert [s["prediction"] for s in served["samples"]] == [s["prediction"] for s in local["samples"]]
+    assert all(s["prediction"] for s in local["samples"])
+
+
+def test_saved_training_settings_are_used_and_mismatches_warn(tmp_path, caplog):
+    from lib.evaluation.model_meta import write_model_meta
+    from lib.models.embedded import resolve_model_path
+    from lib.prompt import Prompt
+
+    model_dir = tmp_path / "merged"
+    shutil.copytree(resolve_model_path(MODEL), model_dir)
+    write_model_meta(model_dir, prompt=Prompt("請給我 OCR 結果", "text_first"),
+                     processor={"do_pan_and_scan": True, "max_pixels": 123})
+    data = make_png_dataset(tmp_path, 2)
+    with caplog.at_level(logging.WARNING):
+        res = run("--mode", "hf", "--model-name", str(model_dir), "--data-file", str(data), "--output-file",
+                  str(tmp_path / "a.json"), "--max-new-tokens", "3")
+    assert res["prompt"]["prompt_text"] == "請給我 OCR 結果" and res["prompt"]["image_position"] == "text_first"
+    assert any("do_pan_and_scan differs from training" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        run("--mode", "hf", "--model-name", str(model_dir), "--data-file", str(data), "--output-file",
+            str(tmp_path / "b.json"), "--max-new-tokens", "3", "--prompt-config", str(ROOT / "configs/ocr_prompt/default.yml"))
+    assert any("prompt prompt_text differs from training" in r.getMessage() for r in caplog.records)
