@@ -156,7 +156,7 @@ def test_score_texts_for_training_callback():
 
 
 def _required(td):  # lib/results.py uses postponed annotations, so __required_keys__ cannot see NotRequired
-    return {k for k, v in td.__annotations__.items() if not str(v).startswith("NotRequired[")}
+    return {k for k, v in td.__annotations__.items() if "NotRequired[" not in str(getattr(v, "__forward_arg__", v))}
 
 
 def test_output_matches_the_schema_in_lib_results():
