@@ -214,3 +214,19 @@ def test_postprocessors_are_applied_and_recorded(tmp_path):
     assert [s["prediction"] for s in res["samples"]] == [r["ocr_results"] for r in rows]
     assert res["samples"][0]["raw_prediction"].startswith("<think>")
     assert res["postprocessors"] == ["strip_think", "strip_preamble", "strip_code_fences", "structured_to_text"]
+
+
+def test_save_interval_writes_a_partial_result_while_running(tmp_path):
+    data = make_png_dataset(tmp_path, 6)
+    out = tmp_path / "r.json"
+    partial = tmp_path / "r.partial.json"
+    seen = []
+
+    def responder(body, image):
+        seen.append(len(json.loads(partial.read_text())["samples"]) if partial.exists() else 0)
+        return "文字"
+
+    with StubServer(responder) as srv:
+        res = run_eval(data, out, srv.base_url, "--workers", "1", "--save-interval", "2")
+    assert seen == [0, 0, 2, 2, 4, 4]  # a snapshot every 2 finished samples, in dataset order
+    assert not partial.exists() and res["total_samples"] == 6  # the final file replaces it
