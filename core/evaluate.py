@@ -36,6 +36,8 @@ class EvalArgs(BackendArgs):
     data_file: str = field("data/benchmark/ocr_test.json", help="dataset JSON/JSONL (img_path + ocr_results rows)")
     output_file: str = field("results/evaluation_results.json", help="result JSON (written atomically at the end)")
     top_k: int = field(0, help="evaluate only the first N samples (0 = all)")
+    skip_flagged: list[str] = field(default_factory=list, help="leave out rows where any of these keys is true, "
+                                                                "e.g. gt_noisy (rows with known-bad ground truth)")
     save_interval: int = field(0, help="every N finished samples also fsync the journal and write "
                                        "<output>.partial.json (0 = only at the end)")
     checkpoint_file: str | None = field(None, help="journal path (default: <output-file>.journal.jsonl)")

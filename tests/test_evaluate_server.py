@@ -230,3 +230,14 @@ def test_save_interval_writes_a_partial_result_while_running(tmp_path):
         res = run_eval(data, out, srv.base_url, "--workers", "1", "--save-interval", "2")
     assert seen == [0, 0, 2, 2, 4, 4]  # a snapshot every 2 finished samples, in dataset order
     assert not partial.exists() and res["total_samples"] == 6  # the final file replaces it
+
+
+def test_skip_flagged_rows_and_top_k(tmp_path):
+    data = make_png_dataset(tmp_path, 6)
+    rows = json.loads(data.read_text())
+    rows[1]["gt_noisy"] = True
+    data.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    with StubServer() as srv:
+        res = run_eval(data, tmp_path / "r.json", srv.base_url, "--skip-flagged", "gt_noisy", "--top-k", "3")
+    assert [s["index"] for s in res["samples"]] == [0, 2, 3]
+    assert res["data"]["skipped_flagged"] == 1 and res["data"]["n_in_file"] == 6

@@ -46,7 +46,10 @@ def evaluate(args: Any) -> dict:
 
     t_start = time.perf_counter()
     all_samples = load_samples(args.data_file)
-    samples = all_samples[: args.top_k] if args.top_k and args.top_k > 0 else all_samples
+    kept = [s for s in all_samples if not any(s.extra.get(k) for k in (args.skip_flagged or []))]
+    if len(kept) < len(all_samples):
+        log.info("skipping %d row(s) flagged %s", len(all_samples) - len(kept), args.skip_flagged)
+    samples = kept[: args.top_k] if args.top_k and args.top_k > 0 else kept
     report = validate_samples(samples, check_images=False, allow_empty_labels=True)
     if not report.ok:
         log.warning("%s", report.format(limit=10))
@@ -110,7 +113,8 @@ def evaluate(args: Any) -> dict:
         "decoding": decoding,
         "run_identity": identity,
         "postprocessors": postprocessors,
-        "data": {"path": str(args.data_file), "hash": identity["data_hash"], "n": len(samples), "n_in_file": len(all_samples)},
+        "data": {"path": str(args.data_file), "hash": identity["data_hash"], "n": len(samples), "n_in_file": len(all_samples),
+                 "skipped_flagged": len(all_samples) - len(kept), "skip_flagged": list(args.skip_flagged or [])},
         "journal": str(jpath),
         "git_commit": git_commit(),
         "config": cfg,
