@@ -104,6 +104,8 @@ def build_app(args: CompareArgs):
     def pick(order, zoom, evt: gr.SelectData):
         return jump(order, evt.row_value[0] if evt.row_value else None, zoom)
 
+    pick.__annotations__["evt"] = gr.SelectData  # resolved here: `gr` is local, string annotations are not
+
     filter_choices = [f"{k} ({counts.get(k, len(pairs))})" for k in PAIR_FILTERS]
     with gr.Blocks(title="OCR model comparison", analytics_enabled=False) as demo:
         gr.Markdown("# OCR model comparison")

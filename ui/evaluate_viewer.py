@@ -76,7 +76,7 @@ def build_app(args: ViewerArgs):
         try:
             loaded = open_result(args.eval_dir, name)
         except (UnsafePathError, ResultsError) as exc:
-            return None, f"⚠️ {exc}", "", {}, gr.update(choices=[]), gr.update(choices=[])
+            return None, f"⚠ {exc}", "", {}, gr.update(choices=[]), gr.update(choices=[])
         facts, scores = header_parts(loaded.result, loaded.name, loaded.scored if loaded.recomputed else None)
         elements = sorted({r.element or "(none)" for r in loaded.rows})
         layouts = sorted({r.layout or "(none)" for r in loaded.rows})
@@ -115,6 +115,8 @@ def build_app(args: ViewerArgs):
         value = evt.row_value[0] if evt.row_value else None
         return jump(loaded, order, value, zoom, normalized)
 
+    pick.__annotations__["evt"] = gr.SelectData  # resolved here: `gr` is local, string annotations are not
+
     def redraw(loaded, order, pos, zoom, normalized):
         return view_outputs(loaded, order, pos, zoom, normalized)
 
@@ -149,7 +151,7 @@ def build_app(args: ViewerArgs):
         with gr.Row():
             file_dd = gr.Dropdown(choices=names, value=first, label=f"Result file (in {args.eval_dir})", scale=5,
                                   elem_id="file-select")
-            refresh_btn = gr.Button("🔄 Refresh list", scale=1)
+            refresh_btn = gr.Button("↻ Refresh list", scale=1)
         with gr.Row():
             with gr.Column(scale=3):
                 header_md = gr.Markdown(elem_id="run-header")

@@ -38,14 +38,14 @@ def build_app(args: PromptManagerArgs):
 
     def table():
         return [[e.name, e.prompt_text or "", e.image_position or "", e.system_prompt or "",
-                 "✅ valid" if e.error is None else f"❌ {e.error}"] for e in store.entries()]
+                 "✔ valid" if e.error is None else f"✗ {e.error}"] for e in store.entries()]
 
     def choices(value=None):
         names = store.names()
         return gr.update(choices=names, value=value if value in names else None)
 
     def ok(msg):
-        return f"✅ {msg}"
+        return f"✔ {msg}"
 
     def open_file(name):
         if not name:
@@ -53,12 +53,12 @@ def build_app(args: PromptManagerArgs):
         try:
             text = store.read_text(name)
         except PromptStoreError as exc:
-            return "", f"❌ {exc}"
+            return "", f"✗ {exc}"
         try:
             validate_prompt_yaml(text, name)
             status = ok(f"{name} is a valid prompt file")
         except PromptStoreError as exc:
-            status = f"❌ {exc}"
+            status = f"✗ {exc}"
         return text, status
 
     def validate(text):
@@ -66,21 +66,21 @@ def build_app(args: PromptManagerArgs):
             p = validate_prompt_yaml(text or "")
             return ok(f"valid: prompt_text={p.prompt_text!r}, image_position={p.image_position}")
         except PromptStoreError as exc:
-            return f"❌ {exc}"
+            return f"✗ {exc}"
 
     def save(name, text, confirm):
         try:
             written = store.update(name or "", text or "", confirm_overwrite=bool(confirm))
             return ok(f"saved {written}"), table(), False
         except PromptStoreError as exc:
-            return f"❌ {exc}", table(), confirm
+            return f"✗ {exc}", table(), confirm
 
     def delete(name, confirm):
         try:
             gone = store.delete(name or "", confirm=bool(confirm))
             return ok(f"deleted {gone}"), table(), choices(), "", False
         except PromptStoreError as exc:
-            return f"❌ {exc}", table(), choices(name), gr.update(), confirm
+            return f"✗ {exc}", table(), choices(name), gr.update(), confirm
 
     def preview(prompt_text, position, system, description):
         if not (prompt_text or "").strip():
@@ -93,7 +93,7 @@ def build_app(args: PromptManagerArgs):
             written = store.add(name or "", yaml_text)
             return ok(f"created {written}"), table(), choices(written)
         except PromptStoreError as exc:
-            return f"❌ {exc}", table(), gr.update()
+            return f"✗ {exc}", table(), gr.update()
 
     names = store.names()
     first = args.initial_file if args.initial_file in names else (names[0] if names else None)
@@ -102,23 +102,23 @@ def build_app(args: PromptManagerArgs):
         gr.Markdown(f"Folder: `{store.root}` — training and `core/evaluate.py --prompt-config <file>` read these "
                     f"files with the same parser (lib/prompt.py).")
         with gr.Tab("All prompts", id="tab-list"):
-            refresh_btn = gr.Button("🔄 Refresh")
+            refresh_btn = gr.Button("↻ Refresh")
             prompt_df = gr.Dataframe(headers=headers, value=table(), interactive=False, type="array", wrap=True,
                                      elem_id="prompt-table")
         with gr.Tab("View / edit / delete", id="tab-edit"):
             with gr.Row():
                 edit_dd = gr.Dropdown(choices=names, value=first, label="prompt file", elem_id="edit-select",
                                       scale=3)
-                reload_btn = gr.Button("📂 Reload from disk", scale=1)
+                reload_btn = gr.Button("Reload from disk", scale=1)
             editor = gr.Code(language="yaml", lines=8, label="YAML", interactive=True, elem_id="edit-yaml")
             with gr.Row():
                 validate_btn = gr.Button("✔ Validate", elem_id="btn-validate")
                 confirm_cb = gr.Checkbox(label="confirm overwrite of the existing file", value=False,
                                          elem_id="confirm-overwrite")
-                save_btn = gr.Button("💾 Save", variant="primary", elem_id="btn-save")
+                save_btn = gr.Button("Save", variant="primary", elem_id="btn-save")
             with gr.Row():
                 confirm_del = gr.Checkbox(label="confirm delete", value=False, elem_id="confirm-delete")
-                delete_btn = gr.Button("🗑 Delete", variant="stop", elem_id="btn-delete")
+                delete_btn = gr.Button("Delete", variant="stop", elem_id="btn-delete")
             edit_status = gr.Markdown(elem_id="edit-status")
         with gr.Tab("Add", id="tab-add"):
             new_name = gr.Textbox(label="file name (letters, digits, _ - . ; .yml is added)", elem_id="new-name")
@@ -128,7 +128,7 @@ def build_app(args: PromptManagerArgs):
                 new_system = gr.Textbox(label="system_prompt (optional)")
                 new_desc = gr.Textbox(label="description (optional)")
             new_preview = gr.Code(language="yaml", label="file preview", interactive=False)
-            add_btn = gr.Button("➕ Add", variant="primary", elem_id="btn-add")
+            add_btn = gr.Button("+ Add", variant="primary", elem_id="btn-add")
             add_status = gr.Markdown(elem_id="add-status")
 
         demo.load(open_file, [edit_dd], [editor, edit_status])

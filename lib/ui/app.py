@@ -77,7 +77,7 @@ def image_html(path: str | os.PathLike | None, reason: str = "", zoom: int = 100
     import html
 
     if path is None:
-        return f'<div class="ocr-img-wrap ocr-img-missing">🖼️ {html.escape(reason or "no image")}</div>'
+        return f'<div class="ocr-img-wrap ocr-img-missing">{html.escape(reason or "no image")}</div>'
     url = html.escape(file_url(path), quote=True)
     zoom = max(10, min(int(zoom or 100), 800))
     return (f'<div class="ocr-img-wrap"><a href="{url}" target="_blank" rel="noopener" title="open full size">'

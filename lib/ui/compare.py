@@ -124,9 +124,9 @@ def sort_pairs(pairs: Iterable[Pair], key: str = "position", descending: bool = 
 def verdict_text(p: Pair, names: tuple[str, str] = ("Model 1", "Model 2")) -> str:
     d = p.delta
     if p.verdict == "improved":
-        return f"✅ {names[1]} better (ΔCER {d:+.4f})"
+        return f"✔ {names[1]} better (ΔCER {d:+.4f})"
     if p.verdict == "regressed":
-        return f"❌ {names[0]} better (ΔCER {d:+.4f})"
+        return f"✗ {names[0]} better (ΔCER {d:+.4f})"
     if p.verdict == "same":
         return "＝ same CER" + (" (both wrong)" if p.both_wrong else "")
     return "? no score"
@@ -185,7 +185,7 @@ def paired_stats_markdown(stats: dict | None, names: tuple[str, str]) -> str:
     if stats.get("n_only_a") or stats.get("n_only_b"):
         notes.append(f"unpaired: {stats.get('n_only_a', 0)} only in model 1, {stats.get('n_only_b', 0)} only in model 2")
     if stats.get("n_excluded_errors"):
-        notes.append(f"{stats['n_excluded_errors']} pairs with an error excluded")
+        notes.append(f"{stats['n_excluded_errors']} pair(s) with an error excluded")
     tail = (f"\n\n{better} {metric} is better; CI: document-level bootstrap, p: sign-flip permutation test"
             + ("; " + "; ".join(notes) if notes else ""))
     return head + "\n\n" + " · ".join(parts) + tail
@@ -212,7 +212,7 @@ def render_pair(p: Pair, names: tuple[str, str], allowed_roots: Sequence[str], b
 
     def line(name: str, r: Row) -> str:
         if r.is_error:
-            return f"**{html.escape(name)}**: ⚠️ error — {html.escape(r.error or 'no prediction')}"
+            return f"**{html.escape(name)}**: ⚠ error — {html.escape(r.error or 'no prediction')}"
         st = diff_stats(char_diff(r.label, r.prediction or ""))
         return (f"**{html.escape(name)}**: CER **{fmt_score(r.cer)}** · F1 {fmt_score(r.f1)} · NED {fmt_score(r.ned)}"
                 f" · {st.n_sub} sub / {st.n_del} missing / {st.n_ins} extra")

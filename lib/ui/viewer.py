@@ -90,7 +90,7 @@ def render_sample(loaded: Loaded, row: Row, allowed_roots: Sequence[str], zoom: 
              f"doc {row.doc_id}" if row.doc_id else None, f"{row.length} GT chars"]
     meta.append(" · ".join(f for f in facts if f))
     if row.is_error:
-        meta.append(f"⚠️ **error**: {html.escape(row.error or 'no prediction')}")
+        meta.append(f"⚠ **error**: {html.escape(row.error or 'no prediction')}")
     else:
         meta.append(f"CER **{fmt_score(row.cer)}** · F1 **{fmt_score(row.f1)}** · NED **{fmt_score(row.ned)}**")
     tables = ""
