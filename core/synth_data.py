@@ -4,6 +4,7 @@
     python core/synth_data.py --output_dir data/synth_el --n 2000 --granularity element  # element crops
     python core/synth_data.py --config configs/synth/clean.yaml --output_dir data/synth_clean --n 200
     python core/synth_data.py --script hans --output_dir data/synth_hans --n 200          # Simplified Chinese
+    python core/synth_data.py --output_dir data/synth --n 8 --contact_sheet data/synth/sheet.png
 
 Writes `OUTPUT_DIR/images/*.jpg`, `OUTPUT_DIR/data.json` (raw format: img_path, ocr_results, doc_id, element, font,
 lang, layout, synth) and `OUTPUT_DIR/synth_config.json` (the resolved settings). Page ground truth is the page
@@ -30,6 +31,7 @@ class SynthDataArgs(SynthConfig):
                              choices=["page", "element"])
     workers: int = field(0, help="worker processes (0 = one per CPU core)")
     progress: bool = field(True, help="show a progress bar")
+    contact_sheet: str | None = field(None, help="also write a PNG contact sheet of the generated samples to this path")
 
     def __post_init__(self):
         super().__post_init__()
@@ -53,6 +55,11 @@ def main(args: SynthDataArgs) -> dict:
           f"{summary['data_path']} in {summary['seconds']} s ({summary['samples_per_second']} samples/s, "
           f"{summary['workers']} workers, {cfg.page_size} {cfg.page_px[0]}x{cfg.page_px[1]} px at {cfg.dpi} dpi)")
     print(f"elements: {summary['elements']}")
+    if args.contact_sheet:
+        from lib.synth.sheet import make_contact_sheet
+
+        summary["contact_sheet"] = str(make_contact_sheet([summary["data_path"]], args.contact_sheet))
+        print(f"contact sheet: {summary['contact_sheet']}")
     return summary
 
 

@@ -73,7 +73,17 @@ def _element_records(cfg: SynthConfig, seed: int, doc_index: int, page: PageOut)
         if e.kind == "text" and "vertical" not in e.tags and id(e) not in chosen_text:
             continue
         pad = rng.randint(3, 10)
-        box = (max(0, e.box[0] - pad), max(0, e.box[1] - pad), min(W, e.box[2] + pad), min(H, e.box[3] + pad))
+        x0, y0, x1, y1 = max(0, e.box[0] - pad), max(0, e.box[1] - pad), min(W, e.box[2] + pad), min(H, e.box[3] + pad)
+        if e.kind != "seal":
+            # Keep neighbouring lines out of the crop (their text is not in this label); seals overlap on purpose.
+            for o in page.elements:
+                if o is e or o.kind == "seal" or o.box[2] <= x0 or o.box[0] >= x1:
+                    continue
+                if o.box[3] <= e.box[1]:
+                    y0 = max(y0, o.box[3] + 1)
+                elif o.box[1] >= e.box[3]:
+                    y1 = min(y1, o.box[1] - 1)
+        box = (x0, y0, x1, y1)
         if box[2] - box[0] < 4 or box[3] - box[1] < 4:
             continue
         crop = page.image.crop(box)

@@ -183,7 +183,8 @@ class _Writer:
                 lx = (self.W - text_width(font, line)) / 2
             render.draw_text(self.page["draw"], (lx, self.y), line, font)
             lw = text_width(font, line)
-            lb = (int(lx), int(self.y), int(lx + lw) + 1, int(self.y + size_px * 1.3))
+            # The ink box of a CJK line: glyphs reach from ~0.1 em to ~1.2 em below the line top.
+            lb = (int(lx), int(self.y + size_px * 0.05), int(lx + lw) + 1, int(self.y + size_px * 1.25))
             if box is None:
                 box, seg = lb, []
             else:
@@ -328,7 +329,7 @@ def compose_document(doc_index: int, seed: int, cfg: SynthConfig, fonts: dict[st
     def stamp(target_page, shape: str, text: str, centre: str, size: int, cx: int, cy: int, over_text: bool):
         mask, chars = draw_seal(shape, text, centre, seal_font, size, rng)
         x0, y0 = int(cx - mask.width / 2), int(cy - mask.height / 2)
-        box = _paste_mask(target_page["image"], mask, (x0, y0), rng.choice(SEAL_RED), nrng, opacity=rng.uniform(0.75, 0.92))
+        box = _paste_mask(target_page["image"], mask, (x0, y0), rng.choice(SEAL_RED), nrng, opacity=rng.uniform(0.85, 0.97))
         gt = text + ("\n" + centre if centre else "")
         tags = ["seal", f"seal_{shape}"] + (["seal_over_text"] if over_text else [])
         target_page["elements"].append(Element("seal", box, gt, seal_font.short, tags,
@@ -358,7 +359,7 @@ def compose_document(doc_index: int, seed: int, cfg: SynthConfig, fonts: dict[st
         if cfg.script == "hans":
             stext, centre = C.to_simplified(stext), C.to_simplified(centre)
         if render.font_covers(seal_font, stext + centre):
-            size = int(cfg.dpi * rng.uniform(0.8, 1.05))
+            size = int(cfg.dpi * rng.uniform(0.95, 1.25))
             cx = int(ml + avail * rng.uniform(0.55, 0.85))
             cy = int(w.mt + cfg.dpi * rng.uniform(1.2, 2.4))
             stamp(first, shape, stext, centre, size, cx, cy, over_text=True)

@@ -62,11 +62,14 @@ def _round(shape: str, text: str, centre: str, font_info, size: int, rng: random
     border = max(2, size // 22)
     d.ellipse([border, border, w - 1 - border, h - 1 - border], outline=255, width=border)
     a, b = w / 2, h / 2
-    char_px = max(6, int(size * (0.16 if shape == "circle" else 0.15)))
+    char_px = max(6, int(size * (0.17 if shape == "circle" else 0.19)))
     font = load_font(font_info, char_px)
     ra, rb = a - border * 2.5 - char_px * 0.6, b - border * 2.5 - char_px * 0.6
-    span = 240.0 if shape == "circle" else 200.0  # degrees of arc used by the text, centred on 12 o'clock
     n = len(text)
+    # Degrees of arc used by the text, centred on 12 o'clock: about one character width per character, at most
+    # 240 (circle) / 160 (oval) degrees, so a short name is not spread thin around the ring.
+    per_char = math.degrees(char_px * 1.15 / ra) if ra > 0 else 30.0
+    span = min(240.0 if shape == "circle" else 160.0, per_char * n)
     chars = []
     box = int(char_px * 1.5)
     for i, ch in enumerate(text):
@@ -98,7 +101,7 @@ def _round(shape: str, text: str, centre: str, font_info, size: int, rng: random
     return mask, chars
 
 
-def ink_texture(mask: Image.Image, rng: np.random.Generator, strength: float = 0.35) -> Image.Image:
+def ink_texture(mask: Image.Image, rng: np.random.Generator, strength: float = 0.25) -> Image.Image:
     """Uneven ink: multiply the mask by smooth noise so seals look stamped, not printed."""
     w, h = mask.size
     coarse = rng.uniform(1 - strength, 1.0, size=(max(2, h // 12), max(2, w // 12))).astype(np.float32)
