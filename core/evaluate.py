@@ -84,4 +84,11 @@ def main(args: EvalArgs) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse(sys.argv[1:]))
+    try:
+        main(parse(sys.argv[1:]))
+    except KeyboardInterrupt:
+        # the journal is closed; exit now instead of waiting for requests still in flight (a resume redoes them)
+        import os
+
+        sys.stderr.flush()
+        os._exit(130)

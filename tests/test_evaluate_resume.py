@@ -74,3 +74,24 @@ def test_sigkill_at_random_points_then_resume_matches_uninterrupted_run(tmp_path
     assert res["overall_cer"] == ref["overall_cer"] > 0
     assert res["overall_f1"] == ref["overall_f1"]
     assert res["scores"] == ref["scores"]
+
+
+def test_ctrl_c_exits_promptly_and_says_how_to_continue(tmp_path):
+    data = make_png_dataset(tmp_path, 30)
+    out = tmp_path / "r.json"
+    journal = Path(str(out) + ".journal.jsonl")
+    with StubServer(latency_s=0.3) as srv:
+        proc = subprocess.Popen(cmd(srv.base_url, data, out)[:-2] + ["--log-level", "INFO"], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while n_journal_samples(journal) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert time.monotonic() - t0 < 2.0  # does not sit out the requests still in flight
+        assert proc.returncode == 130 and "run the same command again to continue" in err
+        done = subprocess.run(cmd(srv.base_url, data, out), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    res = json.loads(out.read_text())
+    assert res["total_samples"] == 30 and res["n_errors"] == 0 and res["timings"]["samples_resumed"] >= 5

@@ -128,24 +128,25 @@ def run_samples(samples: Sequence, backend: Backend, journal: Journal, *, worker
             for s in todo:
                 finish(_timed_predict(backend, s))
         else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eval") as pool:
-                pending = set()
-                it = iter(todo)
-                try:
-                    for s in it:  # keep at most 2x workers in flight: memory stays flat on big sets
-                        pending.add(pool.submit(_timed_predict, backend, s))
-                        if len(pending) >= 2 * workers:
-                            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                            for f in finished:
-                                finish(f.result())
-                    while pending:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eval")
+            pending: set = set()
+            try:
+                for s in todo:  # keep at most 2x workers in flight: memory stays flat on big sets
+                    pending.add(pool.submit(_timed_predict, backend, s))
+                    if len(pending) >= 2 * workers:
                         finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                         for f in finished:
                             finish(f.result())
-                except BaseException:
-                    for f in pending:
-                        f.cancel()
-                    raise
+                while pending:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        finish(f.result())
+                pool.shutdown(wait=True)
+            except BaseException:
+                # Ctrl-C or a crash: do not wait for requests in flight (they are not in the journal, so a resumed
+                # run does them again); everything finished so far is already on disk
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     finally:
         stats.wall_s = time.perf_counter() - t0
         if bar is not None:
