@@ -45,7 +45,8 @@ def table_rows(paths: Sequence[str], profile: str = "standard", n_bootstrap: int
         rows.append({
             "file": str(path), "model": res.get("model_name") or Path(path).stem,
             "backend": res.get("backend") or (res.get("config") or {}).get("mode") or "",
-            "data": Path(data.get("path", "")).name if data.get("path") else "",
+            "data": (Path(data.get("path", "")).name if data.get("path") else "")
+                    + (f" without {'/'.join(data['skip_flagged'])}" if data.get("skipped_flagged") else ""),
             "data_dir": Path(data["path"]).parent.name if data.get("path") else "",
             "cer": sc.get("cer_micro"), "cer_lo": ci[0], "cer_hi": ci[1], "f1": sc.get("bag_f1_macro"),
             "exact": sc.get("exact_match"), "n": sc.get("n"), "n_errors": res.get("n_errors", 0) or 0,
