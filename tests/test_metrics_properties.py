@@ -2,6 +2,7 @@
 
 from collections import Counter
 
+from rapidfuzz.distance import Levenshtein
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -57,6 +58,7 @@ def test_batch_agrees_with_definitions(pairs, profile):
     b = score_pairs(preds, gts, profile=profile, workers=1)
     for k, (p, g) in enumerate(pairs):
         pn, gn = normalize(p, profile), normalize(g, profile)
+        assert b.lev[k] == Levenshtein.distance(pn, gn)
         assert b.sub[k] + b.dele[k] + b.ins[k] == b.lev[k]
         assert b.ins[k] - b.dele[k] == len(pn) - len(gn)
         assert b.bag_tp[k] == sum((Counter(pn) & Counter(gn)).values())

@@ -136,7 +136,7 @@ def _anatomy(idx: np.ndarray, b: PairBatch, samples: list[dict], positions: np.n
     loops = [(k, v) for k, v in sorted(b.loops.items()) if k in members]
     from lib.metrics.text import is_st_confusion
 
-    top = [[g, p, c, is_st_confusion(g, p)] for (g, p), c in b.confusions.most_common(_TOP_CONFUSIONS)]
+    top = [[k[0], k[1], c, is_st_confusion(k[0], k[1])] for k, c in b.confusions.most_common(_TOP_CONFUSIONS)]
     return {
         "substitutions": subs, "deletions": dels, "insertions": ins,
         "substitution_rate": _micro(subs, chars) if chars else 0.0,

@@ -168,7 +168,7 @@ def error_anatomy(pred: str | None, gt: str | None, profile: str | None = DEFAUL
     """Substitutions / deletions / insertions and the substitution pairs of one sample (see module docstring)."""
     batch = score_pairs([pred], [gt], profile=profile, anatomy=True, workers=1)
     return {"substitutions": int(batch.sub[0]), "deletions": int(batch.dele[0]), "insertions": int(batch.ins[0]),
-            "confusions": dict(batch.confusions), "st_confusions": int(batch.st_sub[0]),
+            "confusions": {(k[0], k[1]): v for k, v in batch.confusions.items()}, "st_confusions": int(batch.st_sub[0]),
             "repetition_loop": batch.loops.get(0)}
 
 
@@ -187,7 +187,7 @@ class PairBatch:
     ins: np.ndarray
     st_sub: np.ndarray
     exact: np.ndarray
-    confusions: Counter = field(default_factory=Counter)  # (gt_char, pred_char) -> count
+    confusions: Counter = field(default_factory=Counter)  # gt_char + pred_char (a 2-character string) -> count
     loops: dict = field(default_factory=dict)  # index -> repetition_loop() result
     anatomy: bool = True
 
@@ -221,26 +221,29 @@ def _batched_distance(P: list[str], G: list[str], scorer, workers: int, scale: f
     return d
 
 
-def _anatomy_one(p: str, g: str, d: int, confusions: Counter):
-    """Returns (S, D, I, bag overlap, S/T substitutions, longest inserted/substituted block in p)."""
+def _anatomy_one(p: str, g: str, confusions: Counter):
+    """Returns (lev, S, D, I, bag overlap, S/T substitutions, longest inserted/substituted block in p).
+    lev = len(editops): one banded editops call replaces a separate distance computation."""
     lp, lg = len(p), len(g)
-    if d == 0:
-        return 0, 0, 0, lg, 0, 0
+    if p == g:
+        return 0, 0, 0, 0, lg, 0, 0
     if lp == 0:
-        return 0, lg, 0, 0, 0, 0
+        return lg, 0, lg, 0, 0, 0, 0
     if lg == 0:
-        return 0, 0, lp, 0, 0, lp
-    ops = Levenshtein.editops(g, p, score_hint=int(d)).as_list()
+        return lp, 0, 0, lp, 0, 0, lp
+    # score_hint only picks rapidfuzz's banded implementation (it widens the band as needed); the result is exact
+    # lev >= |lp - lg|, so a length gap (a repetition loop, a truncated page) raises the hint
+    ops = Levenshtein.editops(g, p, score_hint=max(32, max(lp, lg) * 6 // 100, 2 * abs(lp - lg))).as_list()
     rep = [(a, b) for op, a, b in ops if op == "replace"]
     dels = [a for op, a, _ in ops if op == "delete"]
     inss = [b for op, _, b in ops if op == "insert"]
     s, de, i = len(rep), len(dels), len(inss)
-    pairs = [(g[a], p[b]) for a, b in rep]
+    pairs = [g[a] + p[b] for a, b in rep]  # 2-character keys: cheaper to count, pickle and merge than tuples
     matched = lg - s - de
     extra = 0
     if (s or de) and (s or i):  # multiset overlap of the unmatched characters of both sides
-        rg = Counter([x for x, _ in pairs]) if s else Counter()
-        rp = Counter([y for _, y in pairs]) if s else Counter()
+        rg = Counter([x[0] for x in pairs]) if s else Counter()
+        rp = Counter([x[1] for x in pairs]) if s else Counter()
         if de:
             rg.update([g[a] for a in dels])
         if i:
@@ -249,14 +252,14 @@ def _anatomy_one(p: str, g: str, d: int, confusions: Counter):
     st = 0
     if pairs:
         confusions.update(pairs)
-        st = sum(1 for x, y in pairs if _t2s_char(x) == _t2s_char(y))
+        st = sum(1 for x in pairs if _t2s_char(x[0]) == _t2s_char(x[1]))
     longest = 0
     if s + i >= LOOP_MIN_REPEATS - 1:  # longest run of consecutive prediction positions that are not matches
         pos = np.fromiter(sorted([b for _, b in rep] + inss), dtype=np.int64, count=s + i)
         breaks = np.flatnonzero(np.diff(pos) != 1)
         edges = np.concatenate(([-1], breaks, [pos.size - 1]))
         longest = int(np.diff(edges).max())
-    return s, de, i, matched + extra, st, longest
+    return len(ops), s, de, i, matched + extra, st, longest
 
 
 def _score_chunk(preds: Sequence, gts: Sequence, profile: str | None, anatomy: bool, both_empty: float,
@@ -266,9 +269,8 @@ def _score_chunk(preds: Sequence, gts: Sequence, profile: str | None, anatomy: b
     n = len(P)
     len_p = np.fromiter(map(len, P), dtype=np.int64, count=n)
     len_g = np.fromiter(map(len, G), dtype=np.int64, count=n)
-    lev = _batched_distance(P, G, Levenshtein.distance, workers)
     indel = _batched_distance(P, G, Indel.distance, workers, scale=2.0)
-    exact = (lev == 0).astype(np.int64)
+    lev = np.zeros(n, np.int64) if anatomy else _batched_distance(P, G, Levenshtein.distance, workers)
     sub = np.zeros(n, np.int64)
     dele = np.zeros(n, np.int64)
     ins = np.zeros(n, np.int64)
@@ -278,8 +280,8 @@ def _score_chunk(preds: Sequence, gts: Sequence, profile: str | None, anatomy: b
     loops = {}
     if anatomy:
         for k in range(n):
-            s, de, i, tp, st, longest = _anatomy_one(P[k], G[k], int(lev[k]), confusions)
-            sub[k], dele[k], ins[k], bag_tp[k], st_sub[k] = s, de, i, tp, st
+            d, s, de, i, tp, st, longest = _anatomy_one(P[k], G[k], confusions)
+            lev[k], sub[k], dele[k], ins[k], bag_tp[k], st_sub[k] = d, s, de, i, tp, st
             if longest >= LOOP_MIN_REPEATS - 1:
                 loop = repetition_loop(P[k], G[k])
                 if loop:
@@ -290,6 +292,7 @@ def _score_chunk(preds: Sequence, gts: Sequence, profile: str | None, anatomy: b
                 bag_tp[k] = len_g[k]
             elif len_p[k] and len_g[k]:
                 bag_tp[k] = sum((Counter(P[k]) & Counter(G[k])).values())
+    exact = (lev == 0).astype(np.int64)
     return PairBatch(len_p, len_g, lev, indel, bag_tp, sub, dele, ins, st_sub, exact, confusions, loops, anatomy)
 
 
