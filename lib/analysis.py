@@ -242,3 +242,41 @@ def leakage(train: Sequence[Any], test: Sequence[Any], *, near_threshold: float 
             "near_threshold": near_threshold, "near_examples": examples,
             "leaky_test_samples": len(exact_set | set(near_test) | {j for j, s in enumerate(test)
                                                                      if s.doc_id in train_docs or s.image_path in train_images})}
+
+
+def layout_tags(value: Any) -> list[str]:
+    """A sample's layout as a list of tags: a list/tuple as is, a dict's truthy keys, a string as one tag."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, dict):
+        return [str(k) for k, v in value.items() if v]
+    if isinstance(value, (list, tuple, set)):
+        return [str(v) for v in value if v not in (None, "")]
+    return [str(value)]
+
+
+def slice_table(groups: dict[str, list[int]], edits, len_gt, f1, exact, doc_ids: Sequence[Any], fail_mask,
+                n_bootstrap: int = 1000, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Per group of sample positions: n, documents, micro CER (Σ edits / Σ |gt|) and macro bag F1 with 95 % CIs from
+    the metric core's document-level bootstrap (lib.metrics.stats.bootstrap_ratios), exact match, failures."""
+    import numpy as np
+
+    from lib.metrics import stats
+
+    edits, len_gt, f1, exact, fail_mask = (np.asarray(x, dtype=np.float64) for x in (edits, len_gt, f1, exact, fail_mask))
+    out = {}
+    for name, idx in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        idx = np.asarray(idx, dtype=np.int64)
+        if len(idx) == 0:
+            continue
+        codes = stats.group_codes([doc_ids[i] for i in idx])
+        ones = np.ones(len(idx))
+        ci = stats.bootstrap_ratios(codes, {"cer_micro": (edits[idx], len_gt[idx]), "bag_f1_macro": (f1[idx], ones)},
+                                    n_bootstrap=n_bootstrap, seed=seed)
+        den = float(len_gt[idx].sum())
+        out[name] = {"n": int(len(idx)), "n_docs": int(codes.max()) + 1,
+                     "cer_micro": float(edits[idx].sum() / den) if den > 0 else None,
+                     "cer_ci95": ci["cer_micro"], "bag_f1_macro": float(f1[idx].mean()),
+                     "bag_f1_ci95": ci["bag_f1_macro"], "exact_match": float(exact[idx].mean()),
+                     "n_fail": int(fail_mask[idx].sum()), "fail_rate": float(fail_mask[idx].mean())}
+    return out
