@@ -211,9 +211,9 @@ def test_prompt_manager(page, prompt_url, tmp_path):
     page.locator("#btn-save").click()
     wait_text(page, "#edit-status", "saved zh_tw.yml")
     assert load_prompt(folder / "zh_tw.yml").prompt_text == "改過的"
+    save_screenshot(page, tmp_path, "ui_prompt_manager_edit.png")
 
     page.locator("#confirm-delete input").check()
     page.locator("#btn-delete").click()
     wait_text(page, "#edit-status", "deleted zh_tw.yml")
     assert not (folder / "zh_tw.yml").exists()
-    save_screenshot(page, tmp_path, "ui_prompt_manager_edit.png")

@@ -157,20 +157,23 @@ def build_app(args: ViewerArgs):
                 header_md = gr.Markdown(elem_id="run-header")
                 with gr.Accordion("Run config (resolved config, prompt, decoding, data, timings)", open=False):
                     config_js = gr.JSON()
-            scores_md = gr.Markdown(elem_id="run-scores")
+            with gr.Column(scale=2, min_width=480):
+                scores_md = gr.Markdown(elem_id="run-scores")
         with gr.Row(equal_height=True):
-            element_dd = gr.Dropdown(label="element", multiselect=True, choices=[], elem_id="flt-element", scale=2)
-            layout_dd = gr.Dropdown(label="layout", multiselect=True, choices=[], elem_id="flt-layout", scale=2)
+            element_dd = gr.Dropdown(label="element", multiselect=True, choices=[], elem_id="flt-element", scale=2,
+                                     min_width=140)
+            layout_dd = gr.Dropdown(label="layout", multiselect=True, choices=[], elem_id="flt-layout", scale=2,
+                                    min_width=140)
             errors_dd = gr.Dropdown(label="show", choices=list(ERROR_FILTERS), value="all", elem_id="flt-errors",
-                                    scale=2)
-            min_len = gr.Number(label="min GT length", precision=0, value=None, minimum=0, scale=1,
+                                    scale=2, min_width=150)
+            min_len = gr.Number(label="min GT length", precision=0, value=None, minimum=0, scale=1, min_width=90,
                                 elem_id="flt-min-len")
-            max_len = gr.Number(label="max GT length (0 = any)", precision=0, value=None, minimum=0, scale=1,
+            max_len = gr.Number(label="max (0 = any)", precision=0, value=None, minimum=0, scale=1, min_width=90,
                                 elem_id="flt-max-len")
-            search_tb = gr.Textbox(label="search text / path (Enter)", elem_id="flt-search", scale=2)
+            search_tb = gr.Textbox(label="search text / path (Enter)", elem_id="flt-search", scale=2, min_width=150)
             sort_dd = gr.Dropdown(label="sort by", choices=["position", "cer", "f1", "ned", "length"],
-                                  value="position", elem_id="sort-key", scale=1)
-            desc_cb = gr.Checkbox(label="descending", value=False, elem_id="sort-desc", scale=1)
+                                  value="position", elem_id="sort-key", scale=1, min_width=130)
+            desc_cb = gr.Checkbox(label="descending", value=False, elem_id="sort-desc", scale=1, min_width=100)
         with gr.Row():
             with gr.Column(scale=3, min_width=320):
                 count_md = gr.Markdown(elem_id="match-count")

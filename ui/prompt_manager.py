@@ -104,7 +104,7 @@ def build_app(args: PromptManagerArgs):
         with gr.Tab("All prompts", id="tab-list"):
             refresh_btn = gr.Button("↻ Refresh")
             prompt_df = gr.Dataframe(headers=headers, value=table(), interactive=False, type="array", wrap=True,
-                                     elem_id="prompt-table")
+                                     column_widths=["14%", "30%", "12%", "14%", "30%"], elem_id="prompt-table")
         with gr.Tab("View / edit / delete", id="tab-edit"):
             with gr.Row():
                 edit_dd = gr.Dropdown(choices=names, value=first, label="prompt file", elem_id="edit-select",

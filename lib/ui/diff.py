@@ -31,7 +31,8 @@ DIFF_CSS = """
 .ocr-diff .d-sub { border-bottom: 2px solid #e0a000; }
 .ocr-diff .d-sub .d-old { background: #fdd; color: #a00; text-decoration: line-through; }
 .ocr-diff .d-sub .d-new { background: #fff3c4; color: #7a4d00; }
-.ocr-diff-legend span { margin-right: 12px; padding: 0 4px; }
+.ocr-diff.ocr-diff-legend { word-break: normal; font-size: 0.85rem; line-height: 1.5; }
+.ocr-diff-legend span { margin-right: 10px; padding: 0 3px; }
 """
 
 
