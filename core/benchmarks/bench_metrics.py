@@ -24,7 +24,7 @@ from lib.config import field, parse_args
 @dataclasses.dataclass
 class BenchMetricsArgs:
     n_samples: int = field(10_000, help="number of samples")
-    length: int = field(2_000, help="mean ground-truth length in characters (uniform in ±10 %)")
+    length: int = field(2_000, help="mean ground-truth length in characters (uniform within ±10 percent)")
     n_bootstrap: int = field(1_000, help="bootstrap resamples for the second timing")
     docs: int = field(0, help="group samples into this many doc_ids (0 = one group per sample, the worst case)")
     profiles: list[str] = field(default_factory=lambda: ["standard"], help="profiles to time")
