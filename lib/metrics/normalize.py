@@ -101,7 +101,7 @@ _WIDTH_RADICAL_TABLE = {**_FULLWIDTH, **_radical_table()}
 _WIDTH_RADICAL_RE = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_WIDTH_RADICAL_TABLE)) + "]")
 _WIDTH_RADICAL_STR = {chr(k): (v if isinstance(v, str) else chr(v)) for k, v in _WIDTH_RADICAL_TABLE.items()}
 _WS_RE = re.compile(r"\s+")
-_WS_CF_RE = re.compile(r"[\s" + re.escape(_CF_CHARS) + "]+")
+_CF_RE = re.compile("[" + re.escape(_CF_CHARS) + "]+")
 
 
 def _strip_markup_once(text: str) -> str:
@@ -139,7 +139,10 @@ def _normalize_standard(text: str) -> str:
     # one str.replace per distinct character found: str.translate over a whole CJK page is ~10x slower
     for ch in set(_WIDTH_RADICAL_RE.findall(text)):
         text = text.replace(ch, _WIDTH_RADICAL_STR[ch])
-    return _WS_CF_RE.sub("", text)  # whitespace and format characters in one pass
+    text = "".join(text.split())  # str.split() splits on exactly the characters re's \s matches, and is faster
+    if not text.isprintable():  # format characters (Cf) are not printable: skip the regex scan for clean text
+        text = _CF_RE.sub("", text)
+    return text
 
 
 # ------------------------------------------------------------------------------------------------------- lenient
