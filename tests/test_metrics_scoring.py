@@ -163,7 +163,10 @@ def test_output_matches_the_schema_in_lib_results():
     from lib.results import Anatomy, ProfileScores, SampleScores, TableScores
 
     r = _result([("中文", "中文字"), ("<table><tr><td>1</td></tr></table>", "| 1 |\n|---|")])
+    r["samples"][0].update(element="seal", doc_id="d", lang="zh-Hant")
+    r["samples"].append({"image_path": "loop.png", "label": "你好", "prediction": "你好" * 9})
     out = score_result_file(r, profiles=("standard", "seed"), n_bootstrap=10)
+    json.dumps(out, allow_nan=False)  # plain JSON types only (no numpy scalars, no NaN/inf)
     for prof in out["profiles"]:
         sc = out["scores"][prof]
         assert _required(ProfileScores) <= set(sc) <= set(ProfileScores.__annotations__)
