@@ -162,10 +162,12 @@ class _Writer:
         return self.y + h <= self.H - self.mb
 
     def paragraph(self, text: str, size_px: int, x: int, *, hang: str = "", first_x: int | None = None,
-                  spacing: float = 1.55, align: str = "left", tags=(), element: bool = True, max_x: int | None = None):
+                  spacing: float = 1.55, align: str = "left", tags=(), element: bool = True, max_x: int | None = None,
+                  font_info: render.FontInfo | None = None):
         """Draw `text` wrapped between x and the right margin; the first line may start at `first_x`;
         continuation lines are indented by the width of `hang` (the numbering, e.g. "一、")."""
-        font = render.load_font(self.body, size_px)
+        font_info = font_info or self.body
+        font = render.load_font(font_info, size_px)
         right = max_x if max_x is not None else self.W - self.mr
         fx = x if first_x is None else first_x
         indent = text_width(font, hang)
@@ -175,7 +177,7 @@ class _Writer:
         for i, line in enumerate(lines):
             if not self.fits(int(size_px * 1.3)):
                 if box is not None and element:
-                    self._add_text_element(box, seg, tags)
+                    self._add_text_element(box, seg, tags, font_info)
                 self.new_page()
                 box = None
             lx = fx if i == 0 else x + indent
@@ -193,11 +195,11 @@ class _Writer:
             self.page["gt"].append(line)
             self.y += step
         if box is not None and element:
-            self._add_text_element(box, seg, tags)
+            self._add_text_element(box, seg, tags, font_info)
         return lines
 
-    def _add_text_element(self, box, lines, tags):
-        self.page["elements"].append(Element("text", box, "\n".join(lines), self.body.short, list(tags)))
+    def _add_text_element(self, box, lines, tags, font_info):
+        self.page["elements"].append(Element("text", box, "\n".join(lines), font_info.short, list(tags)))
 
 
 def _paste_mask(page_img: Image.Image, mask: Image.Image, xy, colour, nrng, opacity=0.9):
@@ -213,7 +215,9 @@ def compose_document(doc_index: int, seed: int, cfg: SynthConfig, fonts: dict[st
     doc = C.make_document(rng, p_table=cfg.p_table, p_vertical=cfg.p_vertical)
     if cfg.script == "hans":
         doc = C.map_document(doc, C.to_simplified)
-    body_candidates = [f for f in fonts["body"] if f.kind in cfg.font_kinds] or fonts["body"]
+    # Body text in regular weights; a Bold face of the same family may set the title.
+    body_candidates = ([f for f in fonts["body"] if f.kind in cfg.font_kinds and "Bold" not in f.name]
+                       or [f for f in fonts["body"] if f.kind in cfg.font_kinds] or fonts["body"])
     needed = C.all_text(doc)
     body = pick_font(body_candidates, needed, rng)
     if body is None:
@@ -231,7 +235,9 @@ def compose_document(doc_index: int, seed: int, cfg: SynthConfig, fonts: dict[st
     avail = W - w.ml - w.mr
 
     # Title and address block.
-    w.paragraph(doc.title, pt(rng.choice([18, 20, 22])), ml, align="center", tags=["title"])
+    bold = [f for f in fonts["body"] if f.name == body.name + " Bold" and render.font_covers(f, doc.title)]
+    title_font = bold[0] if bold and rng.random() < 0.6 else body
+    w.paragraph(doc.title, pt(rng.choice([18, 20, 22])), ml, align="center", tags=["title"], font_info=title_font)
     w.y += int(body_px * 0.3)
     addr_x = ml + int(avail * 0.55)
     for line in doc.address_lines:
@@ -403,7 +409,7 @@ def compose_document(doc_index: int, seed: int, cfg: SynthConfig, fonts: dict[st
         tags = sorted(p["tags"])
         out.append(PageOut(image=p["image"], text="\n".join(p["gt"]), elements=p["elements"], page_no=i,
                            n_pages=n_pages, font=body.short, tags=tags,
-                           meta={"fonts": sorted({body.short, sign_font.short, seal_font.short}),
+                           meta={"fonts": sorted({body.short, title_font.short, sign_font.short, seal_font.short}),
                                  "body_px": body_px, "table": table_drawn}))
     return out
 
