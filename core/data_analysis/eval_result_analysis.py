@@ -39,7 +39,7 @@ class EvalAnalysisArgs:
     profile: str = field("standard", help="normalization profile of the metrics (seed | standard | lenient)")
     dataset: str | None = field(None, help="dataset JSON to take element/doc_id/layout from when the result lacks them")
     rescore: bool = field(False, help="recompute scores even when the result file has them")
-    n_bootstrap: int = field(1000, help="bootstrap resamples for the 95 % CIs (0 = no CIs)")
+    n_bootstrap: int = field(1000, help="bootstrap resamples for the 95 %% CIs (0 = no CIs)")
     seed: int = field(0, help="bootstrap seed")
     worst_k: int = field(20, help="how many worst samples (highest CER) to list")
     plots: bool = field(True, help="write PNG plots (matplotlib)")
