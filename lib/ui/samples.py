@@ -235,11 +235,12 @@ def _slice_values(s: dict, by: str) -> str:
     return "(none)" if v in (None, "") else str(v)
 
 
-def slice_table(result: dict, by: str = "element", n_bootstrap: int = N_BOOTSTRAP_UI, seed: int = 0
-                ) -> list[dict[str, Any]]:
+def slice_table(result: dict, by: str = "element", n_bootstrap: int = N_BOOTSTRAP_UI, seed: int = 0,
+                max_groups: int = 100) -> list[dict[str, Any]]:
     """Per `by` group (element, layout, doc_id, ...): n, errors, micro CER with its 95 % CI and mean bag F1.
     Uses the slices stored by count_metric.score_result_file when the file has them (element, lang); other keys
-    are scored with count_metric.score_texts on each group's non-error samples. Rows: largest group first."""
+    are scored with count_metric.score_texts on each group's non-error samples. Rows: largest group first, at most
+    `max_groups` (slicing by document can make thousands)."""
     cm = count_metric()
     prof = primary_profile(result)
     stored = (((result.get("scores") or {}).get(prof or "") or {}).get("slices") or {}).get(by) or {}
@@ -247,7 +248,7 @@ def slice_table(result: dict, by: str = "element", n_bootstrap: int = N_BOOTSTRA
     for s in result["samples"]:
         groups.setdefault(_slice_values(s, by), []).append(s)
     out = []
-    for name, samples in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+    for name, samples in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:max_groups]:
         ok = [s for s in samples if not s.get("error")]
         row: dict[str, Any] = {by: name, "n": len(samples), "errors": len(samples) - len(ok)}
         agg = stored.get(name)
