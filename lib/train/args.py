@@ -1,0 +1,126 @@
+"""The arguments of `core/sft_gemma.py` (one dataclass; precedence defaults < config file < command line).
+
+Keeps the original project's flag names (`--model_name --input_data --instruction --output_dir --learning_rate
+--num_train_epochs --gradient_accumulation_steps --per_device_train_batch_size --max_seq_length --load_in_4bit
+--lora_r --lora_alpha --close_report_to_wandb --is_debug`), both `-` and `_` spellings. The original's config keys
+that no longer exist are in `LEGACY_KEYS`: renamed, or refused with a message saying what replaced them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import ClassVar
+
+from lib.config import field
+
+__all__ = ["SFTArgs", "LEGACY_KEYS", "DEFAULT_TRAIN_CONFIG"]
+
+DEFAULT_TRAIN_CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "hyperparm_configs" / "default.json")
+
+LEGACY_KEYS = {
+    "train_split": "the original's HF split strings ('train[:90%]') are replaced by --val_data (a val file written by "
+                   "core/split_dataset.py) or --val_ratio (document-grouped split of --input_data)",
+    "val_split": "replaced by --val_data (a val file written by core/split_dataset.py) or --val_ratio",
+    "report_to_wandb": "replaced by report_to: wandb | tensorboard | none",
+    "base_output_dir": "replaced by output_dir (the search driver gives each trial its own output_dir)",
+    "search_space": "belongs to the search config (core/gemma_hyperparameter_search.py), not to a training config",
+    "lora_dir": "adapter_path",
+    "train_file": "input_data",
+    "eval_file": "val_data",
+    "lr": "learning_rate",
+    "epochs": "num_train_epochs",
+    "batch_size": "per_device_train_batch_size",
+}
+
+
+@dataclasses.dataclass
+class SFTArgs:
+    """Fine-tune an image-text-to-text model (Gemma 3, Qwen2.5-VL, ...) for OCR with LoRA, QLoRA or full fine-tuning."""
+
+    DEFAULT_CONFIG: ClassVar[str] = DEFAULT_TRAIN_CONFIG
+
+    # -- model ----------------------------------------------------------------------------------------------------
+    model_name: str = field("embedded/tiny-gemma3", help="hub id, local folder, or embedded/tiny-gemma3 | "
+                            "embedded/tiny-qwen2.5-vl (built from config, no download)")
+    trust_remote_code: bool = field(False, help="allow model code from the checkpoint (only for models that need it)")
+    dtype: str = field("auto", help="auto (bf16 on GPUs that support it, fp32 on CPU) | bfloat16 | float16 | float32")
+    load_in_4bit: bool = field(False, help="QLoRA: language model in 4-bit NF4 via bitsandbytes (CUDA only); vision "
+                               "tower and projector stay unquantized. --no-load_in_4bit turns it off")
+    finetune: str = field("lora", choices=["lora", "full"], help="lora (QLoRA with --load_in_4bit) or full fine-tuning")
+    # -- LoRA -----------------------------------------------------------------------------------------------------
+    lora_r: int = field(16, help="LoRA rank")
+    lora_alpha: int = field(16, help="LoRA alpha (scale = alpha / r)")
+    lora_dropout: float = field(0.0, help="LoRA dropout")
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                                    "gate_proj", "up_proj", "down_proj"],
+                                           help="language-model linear layers that get LoRA (name suffixes)")
+    finetune_language_layers: bool = field(True, help="LoRA on the language model's layers")
+    finetune_vision_layers: bool = field(False, help="LoRA on every linear layer of the vision tower too")
+    modules_to_save: list[str] = field(default_factory=list, help="modules trained in full and saved with the adapter "
+                                       "(e.g. multi_modal_projector vision_tower)")
+    # -- data -----------------------------------------------------------------------------------------------------
+    input_data: str = field("data/example.json", help="training data: JSON list of {img_path, ocr_results} (or the "
+                            "original split format {image_path, ocr_text})", aliases=["train_data"])
+    val_data: str | None = field(None, help="validation file (e.g. val.json from core/split_dataset.py); without it "
+                                 "--val_ratio of --input_data's documents is held out")
+    val_ratio: float = field(0.1, help="share of --input_data held out for validation when --val_data is not given "
+                             "(split by document, seeded)")
+    skip_invalid: bool = field(False, help="skip rows that fail validation (reported) instead of refusing to train")
+    instruction: str | None = field(None, help="prompt text; overrides prompt_text of --prompt_config")
+    prompt_config: str | None = field(None, help="prompt YAML (default configs/ocr_prompt/default.yml)",
+                                      aliases=["prompt-config"])
+    max_seq_length: int = field(8192, help="longest sequence (image tokens included); longer samples are reported "
+                                "and skipped, never truncated")
+    min_pixels: int | None = field(None, help="processor min_pixels (Qwen-style dynamic resolution)")
+    max_pixels: int | None = field(None, help="processor max_pixels (Qwen-style dynamic resolution)")
+    # -- optimisation ---------------------------------------------------------------------------------------------
+    output_dir: str = field("models/vision_sft", help="checkpoints, final adapter (output_dir/lora) and metadata")
+    learning_rate: float = field(2e-4, help="peak learning rate")
+    num_train_epochs: float = field(5.0, help="epochs (ignored when max_steps > 0)")
+    max_steps: int = field(-1, help="optimizer steps; > 0 overrides num_train_epochs")
+    per_device_train_batch_size: int = field(1, help="batch size per device")
+    per_device_eval_batch_size: int = field(4, help="eval batch size (loss and generation)")
+    gradient_accumulation_steps: int = field(4, help="gradient accumulation steps")
+    warmup_ratio: float = field(0.0, help="share of steps for linear warmup")
+    lr_scheduler_type: str = field("cosine", help="transformers scheduler name (cosine, linear, constant, ...)")
+    weight_decay: float = field(0.001, help="AdamW weight decay")
+    optim: str = field("adamw_torch", help="transformers optimizer name (adamw_torch; adamw_8bit needs bitsandbytes)")
+    max_grad_norm: float = field(1.0, help="gradient clipping")
+    gradient_checkpointing: bool = field(False, help="recompute activations to save memory (slower)")
+    seed: int = field(3407, help="seed for init of new weights (LoRA) and data order")
+    # -- evaluation, checkpoints, logging -------------------------------------------------------------------------
+    eval_steps: int = field(100, help="validation loss + generation CER every N steps")
+    save_steps: int = field(100, help="checkpoint every N steps (a multiple of eval_steps, for best-model selection)")
+    save_total_limit: int | None = field(2, help="checkpoints kept (the best one is always kept)")
+    logging_steps: int = field(1, help="log every N steps")
+    eval_cer_samples: int = field(32, help="validation samples used for the generation CER every eval_steps "
+                                  "(fixed subset, first N)")
+    final_eval_samples: int = field(0, help="validation samples for the final generation CER (0 = all)")
+    eval_max_new_tokens: int = field(512, help="max new tokens for generation-based validation")
+    metric_for_best_model: str = field("eval_cer", help="best checkpoint by this metric (eval_cer or eval_loss)")
+    report_to: str = field("none", choices=["none", "tensorboard", "wandb"], help="experiment tracker")
+    close_report_to_wandb: bool = field(False, help="(original flag) same as --report_to none")
+    run_name: str | None = field(None, help="run name for the tracker")
+    resume_from_checkpoint: str | None = field(None, help="checkpoint folder, or 'latest' for the newest in output_dir")
+    is_debug: bool = field(False, help="print one prediction before and after training")
+    dataloader_num_workers: int = field(0, help="data loader worker processes")
+    # -- hyper-parameter search hooks (set by core/gemma_hyperparameter_search.py) ----------------------------------
+    optuna_storage: str | None = field(None, help="Optuna storage URL of the search this run is a trial of")
+    optuna_study_name: str | None = field(None, help="Optuna study name")
+    optuna_trial_number: int | None = field(None, help="Optuna trial number (reports eval_cer, stops when pruned)")
+
+    def __post_init__(self):
+        if self.close_report_to_wandb:
+            self.report_to = "none"
+        if self.finetune == "full" and self.load_in_4bit:
+            raise ValueError("finetune=full cannot train a 4-bit model; use --no-load_in_4bit or --finetune lora")
+        if not 0.0 <= self.val_ratio < 1.0:
+            raise ValueError(f"val_ratio must be in [0, 1), got {self.val_ratio}")
+        if self.eval_steps <= 0 or self.save_steps <= 0:
+            raise ValueError("eval_steps and save_steps must be > 0")
+        if self.metric_for_best_model not in ("eval_cer", "eval_loss"):
+            raise ValueError("metric_for_best_model must be eval_cer or eval_loss")
+        if self.finetune == "lora" and not (self.finetune_language_layers or self.finetune_vision_layers
+                                            or self.modules_to_save):
+            raise ValueError("LoRA with nothing to train: enable finetune_language_layers or finetune_vision_layers")

@@ -1,0 +1,92 @@
+"""Training callbacks and the generation-based validation CER.
+
+`GenerationCER` decodes a fixed, capped validation subset greedily (lib.generation, the evaluation path) and
+scores it with the metrics module (micro CER, standard profile). `OCRTrainer.evaluation_loop` adds its value as
+`eval_cer` to the evaluation metrics, so it is logged every `eval_steps`, seen by every callback's `on_evaluate`
+(the Optuna pruning callback prunes on it) and used to pick the best checkpoint. No logits are kept: generation
+returns token ids only.
+
+`StepLogCallback` prints one dense line per logging step: step | loss | lr | s/step | eta.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Sequence
+
+from transformers import TrainerCallback
+
+__all__ = ["GenerationCER", "StepLogCallback", "micro_cer"]
+
+log = logging.getLogger(__name__)
+
+
+def micro_cer(predictions: Sequence[str], labels: Sequence[str], profile: str = "standard") -> float:
+    """Sum of edit distances / sum of reference lengths, after `normalize(profile)` (lib.metrics)."""
+    from lib.utils.count_metric import normalize
+    from rapidfuzz.distance import Levenshtein
+
+    errs = tot = 0
+    for p, g in zip(predictions, labels):
+        p_n, g_n = normalize(p or "", profile), normalize(g or "", profile)
+        errs += Levenshtein.distance(p_n, g_n)
+        tot += len(g_n)
+    return errs / tot if tot else 0.0
+
+
+class GenerationCER:
+    """Greedy generation on the first `n_samples` validation samples; returns micro CER (standard profile)."""
+
+    def __init__(self, processor, prompt, samples: Sequence[Any], *, n_samples: int = 32, max_new_tokens: int = 512,
+                 batch_size: int = 8):
+        self.processor = processor
+        self.prompt = prompt
+        self.samples = list(samples)[:n_samples] if n_samples and n_samples > 0 else list(samples)
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.last_predictions: list[str] = []
+
+    def __call__(self, model) -> dict[str, float]:
+        from lib.generation import generate_batch
+
+        if not self.samples:
+            return {}
+        t0 = time.perf_counter()
+        outs = generate_batch(model, self.processor, self.prompt, [s.image_path for s in self.samples],
+                              max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+        self.last_predictions = [o.text for o in outs]
+        cer = micro_cer(self.last_predictions, [s.text for s in self.samples])
+        return {"cer": cer, "cer_n": float(len(self.samples)), "cer_runtime": time.perf_counter() - t0}
+
+
+class StepLogCallback(TrainerCallback):
+    """One line per log: `step 40/300 | loss 2.113 | lr 2.0e-03 | 0.41 s/step | eta 1m46s` (+ eval metrics)."""
+
+    def __init__(self, printer=print):
+        self.printer = printer
+        self.t0 = None
+        self.step0 = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.t0 = time.perf_counter()
+        self.step0 = state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or self.t0 is None:
+            return
+        done = max(1, state.global_step - self.step0)
+        dt = (time.perf_counter() - self.t0) / done
+        eta = dt * max(0, state.max_steps - state.global_step)
+        parts = [f"step {state.global_step}/{state.max_steps}"]
+        if "loss" in logs:
+            parts.append(f"loss {logs['loss']:.4f}")
+        if "learning_rate" in logs:
+            parts.append(f"lr {logs['learning_rate']:.2e}")
+        for k in ("eval_loss", "eval_cer"):
+            if k in logs:
+                parts.append(f"{k} {logs[k]:.4f}")
+        parts.append(f"{dt:.2f} s/step")
+        parts.append(f"eta {int(eta // 60)}m{int(eta % 60):02d}s")
+        if "loss" in logs or "eval_loss" in logs or "eval_cer" in logs:
+            self.printer(" | ".join(parts))

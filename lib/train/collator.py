@@ -1,0 +1,144 @@
+"""Turn OCR samples into model inputs with labels on the answer only.
+
+Messages come from `lib.prompt.build_messages` (the same function evaluation uses). The chat template is rendered
+twice per sample - the prompt alone (with the generation prompt) and prompt + answer - and the labels are exactly
+the answer's tokens followed by the chat format's end-of-turn token (`<end_of_turn>` for Gemma, `<|im_end|>` for
+Qwen); image tokens, prompt tokens, padding and whatever the template puts after the end-of-turn are -100.
+This works with any chat template (it needs no `{% generation %}` markers, which real checkpoints lack).
+
+Batches are LEFT-padded, so every row ends at the same position and the loss needs logits only for the last
+`n_label_positions + 1` positions (`OCRTrainer` passes `logits_to_keep`), instead of a (batch x sequence x vocab)
+tensor - 262k-entry vocabularies make that the largest tensor of a step.
+
+Nothing is truncated: `measure_samples` counts each sample's tokens (image tokens included) before training, and
+samples longer than `max_seq_length` are reported and skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Sequence
+
+from lib.data import Sample
+from lib.prompt import Prompt, build_messages
+
+__all__ = ["OCRCollator", "LabelError", "measure_samples", "SampleLength", "IGNORE_INDEX"]
+
+log = logging.getLogger(__name__)
+IGNORE_INDEX = -100
+
+
+class LabelError(ValueError):
+    """The chat template does not render prompt + answer as prompt followed by the answer."""
+
+
+@dataclasses.dataclass
+class SampleLength:
+    index: int
+    n_tokens: int
+    n_image_tokens: int
+    n_label_tokens: int
+    pixels: tuple[int, int]  # (width, height) of the image the model sees, after the processor's resize
+
+
+def _open(sample_or_image: Any):
+    from lib.generation import open_image
+
+    return open_image(sample_or_image.image_path if isinstance(sample_or_image, Sample) else sample_or_image)
+
+
+class OCRCollator:
+    """Callable collator for `transformers.Trainer`: a list of `Sample` -> a left-padded batch with labels."""
+
+    def __init__(self, processor, prompt: Prompt, end_of_turn_id: int | None = None):
+        from lib.modeling import end_of_turn_ids
+
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.prompt = prompt
+        self.end_of_turn_id = end_of_turn_id if end_of_turn_id is not None else end_of_turn_ids(processor)[0]
+        self.image_token_ids = set(getattr(processor, "image_token_ids", None) or [])
+        tok_image = getattr(self.tokenizer, "image_token_id", None)
+        if tok_image is not None:
+            self.image_token_ids.add(tok_image)
+
+    # -- text ------------------------------------------------------------------------------------------------------
+    def texts(self, answer: str) -> tuple[str, str]:
+        """(prompt text, prompt + answer text) as the chat template renders them (image placeholders unexpanded)."""
+        prompt_only = self.processor.apply_chat_template(build_messages(self.prompt, None), tokenize=False,
+                                                         add_generation_prompt=True)
+        full = self.processor.apply_chat_template(build_messages(self.prompt, None, answer=answer), tokenize=False)
+        if not full.startswith(prompt_only):
+            raise LabelError("the chat template renders the prompt differently with and without the answer, so the "
+                             f"answer cannot be located.\nprompt: {prompt_only!r}\nfull:   {full!r}")
+        return prompt_only, full
+
+    def answer_ids(self, answer: str) -> list[int]:
+        """The label token ids of an answer: its tokens through the first end-of-turn token."""
+        return self._answer_ids(*self.texts(answer))
+
+    def _answer_ids(self, prompt_only: str, full: str) -> list[int]:
+        tail = self.tokenizer(full[len(prompt_only):], add_special_tokens=False)["input_ids"]
+        if self.end_of_turn_id not in tail:
+            raise LabelError(f"the chat template puts no end-of-turn token (id {self.end_of_turn_id}) after the "
+                             f"answer: {full[len(prompt_only):]!r}")
+        return tail[:tail.index(self.end_of_turn_id) + 1]
+
+    # -- batches ---------------------------------------------------------------------------------------------------
+    def __call__(self, samples: Sequence[Sample]) -> dict[str, Any]:
+        import torch
+
+        images = [_open(s) for s in samples]
+        fulls, label_ids = [], []
+        for s in samples:
+            prompt_only, full = self.texts(s.text)
+            fulls.append(full)
+            label_ids.append(self._answer_ids(prompt_only, full))
+        old_side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"
+        try:
+            batch = self.processor(text=fulls, images=[[im] for im in images], padding=True, return_tensors="pt",
+                                   add_special_tokens=False)
+        finally:
+            self.tokenizer.padding_side = old_side
+        input_ids = batch["input_ids"]
+        labels = torch.full_like(input_ids, IGNORE_INDEX)
+        for row, ans in enumerate(label_ids):
+            ids = input_ids[row].tolist()
+            end = self._label_end(ids, ans, samples[row])
+            labels[row, end - len(ans):end] = torch.tensor(ans)
+        batch["labels"] = labels
+        return dict(batch)
+
+    def _label_end(self, ids: list[int], ans: list[int], sample: Sample) -> int:
+        """Index one past the answer's end-of-turn token in a row (searched from the right)."""
+        n = len(ans)
+        for end in range(len(ids), n - 1, -1):
+            if ids[end - n:end] == ans:
+                return end
+        raise LabelError(f"row {sample.index}: the answer's tokens were not found in the tokenized sequence (the "
+                         "tokenizer merges the answer with the text around it); report this model and template")
+
+
+def measure_samples(collator: OCRCollator, samples: Sequence[Sample]) -> list[SampleLength]:
+    """Tokens per sample (image tokens included) and the pixels the model sees - one processor call per sample."""
+    out = []
+    for s in samples:
+        image = _open(s)
+        _, full = collator.texts(s.text)
+        enc = collator.processor(text=[full], images=[[image]], return_tensors="pt", add_special_tokens=False)
+        ids = enc["input_ids"][0].tolist()
+        n_img = sum(1 for t in ids if t in collator.image_token_ids)
+        pv = enc.get("pixel_values")
+        if "image_grid_thw" in enc:  # Qwen-style: (t, h, w) patches
+            t, h, w = enc["image_grid_thw"][0].tolist()
+            patch = getattr(collator.processor.image_processor, "patch_size", 14)
+            pixels = (int(w * patch), int(h * patch))
+        elif pv is not None and pv.dim() == 4:
+            pixels = (int(pv.shape[-1]), int(pv.shape[-2]))
+        else:
+            pixels = image.size
+        out.append(SampleLength(index=s.index, n_tokens=len(ids), n_image_tokens=n_img,
+                                n_label_tokens=len(collator.answer_ids(s.text)), pixels=pixels))
+    return out
