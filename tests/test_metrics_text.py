@@ -141,6 +141,9 @@ def test_repetition_loop_detector():
     assert loop == {"unit": "世界", "repeats": 6, "count_pred": 6, "count_gt": 1}
     assert repetition_loop("哈哈哈哈哈哈", "哈哈哈哈哈哈") is None  # repeated in the ground truth too
     assert repetition_loop("世界世界", "世界") is None  # 2 copies is not a loop
+    # a legitimate run (哈×5, also in the ground truth) before a real loop of the same period (好×8)
+    assert repetition_loop("哈哈哈哈哈好好好好好好好好", "哈哈哈哈哈好") == {
+        "unit": "好", "repeats": 8, "count_pred": 8, "count_gt": 1}
     b = score_pairs(["你好世界世界世界世界世界世界", "你好"], ["你好世界", "你好"])
     assert list(b.loops) == [0]
 

@@ -141,7 +141,6 @@ def repetition_loop(pred: str, gt: str, min_repeats: int = LOOP_MIN_REPEATS,
     if n < min_repeats:
         return None
     a = np.frombuffer(pred.encode("utf-32-le"), dtype=np.uint32)
-    best = None
     for period in range(1, min(max_unit, n // min_repeats) + 1):
         eq = a[period:] == a[:-period]
         need = period * (min_repeats - 1)  # a run of `need` equalities at lag `period` = min_repeats copies
@@ -151,17 +150,16 @@ def repetition_loop(pred: str, gt: str, min_repeats: int = LOOP_MIN_REPEATS,
         hits = np.nonzero(c[need:] - c[:-need] == need)[0]
         if hits.size == 0:
             continue
-        start = int(hits[0])
-        unit = pred[start:start + period]
-        cp, cg = pred.count(unit), gt.count(unit)
-        if cp > 2 * cg + 3:
-            # length of the whole run from `start`
-            run = need
-            while start + run < eq.size and eq[start + run]:
-                run += 1
-            best = {"unit": unit, "repeats": (run + period) // period, "count_pred": cp, "count_gt": cg}
-            break
-    return best
+        starts = hits[np.diff(hits, prepend=-2) != 1]  # one start per periodic run
+        for start in starts[:64].tolist():
+            unit = pred[start:start + period]
+            cp, cg = pred.count(unit), gt.count(unit)
+            if cp > 2 * cg + 3:
+                run = need  # extend to the whole run from `start`
+                while start + run < eq.size and eq[start + run]:
+                    run += 1
+                return {"unit": unit, "repeats": (run + period) // period, "count_pred": cp, "count_gt": cg}
+    return None
 
 
 def error_anatomy(pred: str | None, gt: str | None, profile: str | None = DEFAULT_PROFILE) -> dict:
