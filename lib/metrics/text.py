@@ -305,7 +305,8 @@ def _merge(batches: list[PairBatch], offsets: list[int]) -> PairBatch:
     return PairBatch(**cat, confusions=conf, loops=loops, anatomy=batches[0].anatomy if batches else True)
 
 
-_POOL_DATA: tuple = ()
+_POOL_DATA: tuple = ()  # (preds, gts) inherited by forked workers
+_POOL_LOCK = __import__("threading").Lock()
 
 
 def _pool_worker(args):
@@ -335,16 +336,22 @@ def score_pairs(preds: Sequence[str | None], gts: Sequence[str | None], profile:
     n = len(preds)
     total = sum(len(x) for x in gts if x) + sum(len(x) for x in preds if x)
     import multiprocessing as mp
+    import threading
 
-    if workers > 1 and total > min_chars_for_processes and n >= 2 * workers and "fork" in mp.get_all_start_methods():
+    # Processes only from a single-threaded caller (forking a process that runs other Python threads, e.g. a web
+    # server, can copy a held lock into the child); the UIs and small files take the in-process path.
+    if (workers > 1 and total > min_chars_for_processes and n >= 2 * workers and threading.active_count() == 1
+            and "fork" in mp.get_all_start_methods() and _POOL_LOCK.acquire(blocking=False)):
         global _POOL_DATA
-        _POOL_DATA = (list(preds), list(gts))
-        bounds = np.linspace(0, n, 4 * workers + 1).astype(int)
-        tasks = [(int(lo), int(hi), profile, anatomy, both_empty) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
         try:
+            _POOL_DATA = (list(preds), list(gts))
+            bounds = np.linspace(0, n, 4 * workers + 1).astype(int)
+            tasks = [(int(lo), int(hi), profile, anatomy, both_empty)
+                     for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
             with mp.get_context("fork").Pool(workers) as pool:
                 parts = pool.map(_pool_worker, tasks)
         finally:
             _POOL_DATA = ()
+            _POOL_LOCK.release()
         return _merge(parts, [t[0] for t in tasks])
     return _score_chunk(preds, gts, profile, anatomy, both_empty, workers)
