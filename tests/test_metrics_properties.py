@@ -1,5 +1,6 @@
 """Property tests: no metric crashes on arbitrary Unicode, bounded metrics stay in [0, 1], batch = single pair."""
 
+import importlib
 from collections import Counter
 
 from rapidfuzz.distance import Levenshtein
@@ -41,6 +42,14 @@ def test_identity_is_perfect(text, profile):
     assert lcs_f1(text, text, profile) == 1.0
     expected_f1 = 0.0 if (profile == "seed" and not normalize(text, profile)) else 1.0
     assert bag_f1(text, text, profile) == expected_f1
+
+
+@SETTINGS
+@given(st.one_of(texts, st.text(max_size=60)))
+def test_fast_fold_equals_reference_definition(text):
+    nm = importlib.import_module("lib.metrics.normalize")  # the package re-exports the function under this name
+
+    assert nm._fold_and_drop(text) == nm._fold_and_drop_reference(text)
 
 
 def test_nested_markup_is_stripped_completely():

