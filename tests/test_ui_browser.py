@@ -90,6 +90,10 @@ def test_viewer(page, viewer_url, fx, tmp_path):
     assert f"CER {s0['cer_score']:.4f}" in info and f"NED {s0['scores']['standard']['ned']:.4f}" in info
     assert page.eval_on_selector("#sample-image img", "img => img.complete && img.naturalWidth > 0")  # served
     save_screenshot(page, tmp_path, "ui_evaluate_viewer.png")
+    # zoom: the image is drawn at 200 % of the box width
+    page.locator("#zoom input[type=number]").fill("200")
+    page.locator("#zoom input[type=number]").press("Enter")
+    page.wait_for_function("() => document.querySelector('#sample-image img')?.style.width === '200%'")
 
     # sort by CER, worst first: the seal (2 substitutions in 6 characters) comes first
     pick_option(page, "sort-key", "cer")

@@ -13,6 +13,7 @@ between samples.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -52,8 +53,12 @@ def build_app(args: ViewerArgs):
 
     roots = allowed_roots(args)
     names = result_names(args.eval_dir)
-    first = args.initial_file if args.initial_file in names else (names[0] if names else None)
-    if args.initial_file and args.initial_file not in names:
+    initial = args.initial_file
+    if initial and initial not in names:  # also accept a path (absolute or from the working dir) inside eval_dir
+        rel = os.path.relpath(os.path.abspath(initial), os.path.abspath(args.eval_dir)).replace(os.sep, "/")
+        initial = rel if rel in names else initial
+    first = initial if initial in names else (names[0] if names else None)
+    if args.initial_file and initial not in names:
         print(f"--initial_file {args.initial_file!r} is not a result file in {args.eval_dir}; opening {first}",
               file=sys.stderr)
     list_headers = ROWS_TABLE_HEADERS
@@ -189,7 +194,8 @@ def build_app(args: ViewerArgs):
                     jump_btn = gr.Button("Go", scale=0, elem_id="btn-jump")
                 with gr.Row():
                     with gr.Column(scale=1):
-                        zoom_sl = gr.Slider(25, 400, value=100, step=25, label="zoom % (click image: full size)")
+                        zoom_sl = gr.Slider(25, 400, value=100, step=25, label="zoom % (click image: full size)",
+                                            elem_id="zoom")
                         image_html = gr.HTML(elem_id="sample-image")
                     with gr.Column(scale=1):
                         info_md = gr.Markdown(elem_id="sample-info")
@@ -236,7 +242,7 @@ def build_app(args: ViewerArgs):
         jump_nb.submit(jump, [loaded_st, order_st, jump_nb, zoom_sl, normalized_cb], view)
         table.select(pick, [loaded_st, order_st, zoom_sl, normalized_cb], view)
         worst_df.select(pick, [loaded_st, order_st, zoom_sl, normalized_cb], view)
-        zoom_sl.release(redraw, nav_in, view)
+        zoom_sl.change(redraw, nav_in, view)
         normalized_cb.change(redraw, nav_in, view)
         k_nb.submit(worst, [loaded_st, k_nb, worst_metric], [worst_df])
         worst_metric.change(worst, [loaded_st, k_nb, worst_metric], [worst_df])
