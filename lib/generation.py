@@ -117,7 +117,8 @@ def generate_batch(model, processor, prompt, images: Sequence[Any], *, max_new_t
             t0 = time.perf_counter()
             conversations = [build_messages(prompt, im) for _, im in loaded]
             inputs = processor.apply_chat_template(conversations, add_generation_prompt=True, tokenize=True,
-                                                   return_dict=True, return_tensors="pt", padding=True)
+                                                   return_dict=True, processor_kwargs={"padding": True,
+                                                                                       "return_tensors": "pt"})
             inputs = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in inputs.items()}
             if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
                 inputs["pixel_values"] = inputs["pixel_values"].to(next(model.parameters()).dtype)
