@@ -29,6 +29,8 @@ class BenchMetricsArgs:
     docs: int = field(0, help="group samples into this many doc_ids (0 = one group per sample, the worst case)")
     profiles: list[str] = field(default_factory=lambda: ["standard"], help="profiles to time")
     workers: int = field(0, help="scoring workers (0 = all cores this process may use)")
+    teds_tables: list[str] = field(default_factory=lambda: ["10x10", "20x15"],
+                                   help="ROWSxCOLS tables to time TEDS and TEDS-S on (every cell differs by one char)")
     seed: int = field(0, help="random seed of the synthetic data")
 
 
@@ -138,6 +140,18 @@ def main(args: BenchMetricsArgs) -> dict:
               f"{cpu_boot - cpu_plain:+.2f}s CPU")
         print(f"[{profile}] {str(args.n_bootstrap) + ' resamples of the 7 headline ratios alone':<44} "
               f"{t_bs:7.2f}s {cpu_bs:7.2f}s   ≤ 10 s")
+    from lib.metrics.tables import parse_table, teds
+
+    for spec in args.teds_tables:
+        rows, cols = (int(x) for x in spec.lower().split("x"))
+        gt = "<table>" + "".join("<tr>" + "".join(f"<td>{r}{c}</td>" for c in range(cols)) + "</tr>"
+                                 for r in range(rows)) + "</table>"
+        pred = gt.replace("</td>", "x</td>")
+        t_full, cpu_full, v_full = _timed(teds, pred, gt, time_limit_s=None)
+        t_struct, cpu_struct, v_struct = _timed(teds, pred, gt, structure_only=True, time_limit_s=None)
+        figures[f"teds_{spec}"] = {"teds_s": t_full, "teds_struct_s": t_struct}
+        print(f"[TEDS] {spec} table ({parse_table(gt).size()} nodes): TEDS {v_full:.4f} in {t_full:.2f}s wall "
+              f"({cpu_full:.2f}s CPU), TEDS-S {v_struct:.4f} in {t_struct:.2f}s wall ({cpu_struct:.2f}s CPU)")
     return figures
 
 
