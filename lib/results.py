@@ -76,6 +76,7 @@ class TableScores(TypedDict):
     n_timeouts: int
     invalid_examples: list[dict[str, Any]]
     headline_cer_uses: str  # "cell text" (standard/lenient) or "raw text (seed profile)"
+    ci95: dict[str, list[float] | None]  # teds_macro, teds_s_macro -> [low, high] (document bootstrap)
 
 
 class ProfileScores(TypedDict):
@@ -95,7 +96,7 @@ class ProfileScores(TypedDict):
     ci95: dict[str, list[float] | None]  # metric -> [low, high], bootstrap over doc_id
     anatomy: NotRequired[Anatomy]
     tables: NotRequired[TableScores]
-    seals: NotRequired[dict[str, Any]]  # {n, seal_ned_macro}
+    seals: NotRequired[dict[str, Any]]  # {n, seal_ned_macro, ci95: {seal_ned_macro: [low, high]}}
     slices: NotRequired[dict[str, dict[str, dict[str, Any]]]]  # "element"/"lang" -> value -> headline keys
     n_errors: NotRequired[int]
     n_errors_scored_as_empty: NotRequired[int]

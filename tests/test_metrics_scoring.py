@@ -63,7 +63,7 @@ def test_slices_report_n_and_seal_and_repetition():
     r["samples"][1]["element"] = "text"
     out = score_result_file(r, n_bootstrap=100)
     sc = out["scores"]["standard"]
-    assert sc["seals"] == {"n": 1, "seal_ned_macro": 0.0}
+    assert sc["seals"] == {"n": 1, "seal_ned_macro": 0.0, "ci95": {"seal_ned_macro": [0.0, 0.0]}}
     assert {k: v["n"] for k, v in sc["slices"]["element"].items()} == {"(none)": 1, "seal": 1, "text": 1}
     assert sc["anatomy"]["n_repetition_loops"] == 1
     assert sc["anatomy"]["repetition_loops"][0]["image_path"] == "1.png"

@@ -81,6 +81,7 @@ def test_scoring_tables_counts_invalid_and_uses_cell_text():
     assert tables["n"] == 3 and tables["n_invalid_pred"] == 1 and tables["n_timeouts"] == 0
     assert tables["teds_macro"] == pytest.approx((0.0 + 1.0 + 1.0) / 3)  # the invalid prediction counts as 0
     assert tables["headline_cer_uses"] == "cell text"
+    assert tables["ci95"]["teds_macro"] is None  # n_bootstrap=0
     s1 = out["samples"][0]["scores"]
     assert s1["standard"]["cer"] == 0.0 and s1["standard"]["table_cell_cer"] == 0.0  # cell text matches
     assert "prediction" in s1["standard"]["table_error"]
@@ -97,3 +98,13 @@ def test_scoring_table_timeout_is_counted():
     tables = out["scores"]["standard"]["tables"]
     assert tables["n_timeouts"] == 1 and tables["teds_macro"] is None
     assert "timeout" in out["samples"][0]["scores"]["standard"]["table_error"]
+
+
+def test_teds_ci_by_document():
+    good = "<table><tr><td>1</td><td>2</td></tr></table>"
+    samples = [{"image_path": f"{i}.png", "label": good, "element": "table", "doc_id": f"d{i % 4}",
+                "prediction": good if i % 2 else "<table><tr><td>1</td></tr></table>"} for i in range(8)]
+    out = score_result_file({"samples": samples}, n_bootstrap=300)
+    tables = out["scores"]["standard"]["tables"]
+    lo, hi = tables["ci95"]["teds_macro"]
+    assert lo <= tables["teds_macro"] <= hi and lo < hi

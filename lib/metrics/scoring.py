@@ -218,6 +218,17 @@ def _table_scores(samples: list[dict], positions: list[int], preds: list[str], p
     return per, agg
 
 
+def _mean_cis(codes: np.ndarray, ks: list[int], values: dict[str, list[float]], n_bootstrap: int,
+              seed: int) -> dict[str, list[float] | None]:
+    """Document-bootstrap CIs of plain means over the samples at batch positions `ks`."""
+    if not ks:
+        return {name: None for name in values}
+    _, dense = np.unique(codes[np.asarray(ks, dtype=np.int64)], return_inverse=True)
+    ones = np.ones(len(ks))
+    return stats.bootstrap_ratios(dense, {name: (np.asarray(v, dtype=float), ones) for name, v in values.items()},
+                                  n_bootstrap=n_bootstrap, seed=seed)
+
+
 def _slices(key: str, included: list[int], samples: list[dict], arrays, b: PairBatch, codes, n_bootstrap, seed):
     values = [samples[pos].get(key) for pos in included]
     if all(v is None or v == "" for v in values):
@@ -303,6 +314,14 @@ def score_result_file(result: dict, profiles: Sequence[str] = (DEFAULT_PROFILE,)
                 seal_vals.append(v)
             per_sample[pos][profile] = entry
         agg["seals"] = {"n": len(seal_vals), "seal_ned_macro": float(np.mean(seal_vals)) if seal_vals else None}
+        k_of = {pos: k for k, pos in enumerate(included)}
+        seal_k = [k_of[pos] for pos in included if "seal_ned" in per_sample[pos][profile]]
+        agg["seals"]["ci95"] = _mean_cis(codes, seal_k, {"seal_ned_macro": [per_sample[included[k]][profile]["seal_ned"]
+                                                                           for k in seal_k]}, n_bootstrap, seed)
+        table_k = [k_of[pos] for pos, e in table_per.items() if "teds" in e]
+        agg["tables"]["ci95"] = _mean_cis(codes, table_k, {
+            "teds_macro": [table_per[included[k]]["teds"] for k in table_k],
+            "teds_s_macro": [table_per[included[k]]["teds_s"] for k in table_k]}, n_bootstrap, seed)
         agg["slices"] = {}
         for key in ("element", "lang"):
             sl = _slices(key, included, samples, arrays, b, codes, n_bootstrap, seed)
