@@ -202,3 +202,36 @@ def test_recorder_catches_an_outside_read(sandbox):
         sandbox["secret_yml"].read_text(encoding="utf-8")
     with pytest.raises(AssertionError, match="outside the allowed folder"):
         _assert_confined(rec.paths, sandbox["tmp"], [sandbox["fx"]["prompts"]])
+
+
+def test_apps_http_api_fuzz(sandbox):
+    """The same names sent to the running apps' HTTP API (what a hand-crafted request can do, bypassing the page):
+    refused, and no file outside touched — the apps run in this process, so the audit hook sees the server's calls."""
+    from gradio_client import Client
+
+    from fixtures.ui.browser import load_ui, running
+
+    fx = sandbox["fx"]
+    ev, pm = load_ui("evaluate_viewer"), load_ui("prompt_manager")
+    vargs = ev.ViewerArgs(eval_dir=str(fx["results"]), data_root=[str(fx["data"])])
+    pargs = pm.PromptManagerArgs(config_dir=str(fx["prompts"]))
+    names = [n for n in names_for(sandbox) if "\x00" not in n and n.strip()]
+    with running(ev.build_app(vargs), ev.allowed_roots(vargs)) as vurl, running(pm.build_app(pargs)) as purl:
+        vc, pc = Client(vurl, verbose=False), Client(purl, verbose=False)
+        assert "before_sft" in str(vc.predict("before_sft.json", api_name="/load"))  # the call path works
+        with _REC as rec:
+            for name in names:
+                with pytest.raises(Exception, match="not in the list of choices|outside|not allowed"):
+                    vc.predict(name, api_name="/load")
+                status = pc.predict(name, "x", "image_first", "", "", api_name="/add")[0]
+                if status.startswith("✔ created "):  # a harmless name (e.g. "evil.json" -> evil.json.yml)
+                    assert (fx["prompts"] / status.removeprefix("✔ created ")).is_file(), status
+                else:
+                    assert status.startswith("✗"), (name, status)
+                try:  # the editor's name is a dropdown: Gradio itself refuses values that are not listed
+                    status = pc.predict(name, 'prompt_text: "x"\n', True, api_name="/save")[0]
+                except Exception as exc:  # noqa: BLE001
+                    status = "✗ " + str(exc)
+                    assert "not in the list of choices" in str(exc)
+                assert status.startswith("✗"), (name, status)
+        _assert_confined(rec.paths, sandbox["tmp"], [fx["prompts"], fx["results"], fx["data"]])
