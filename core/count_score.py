@@ -40,7 +40,7 @@ class CountScoreArgs:
                                                  "timeouts")
 
     def __post_init__(self):
-        from lib.metrics.normalize import check_profile
+        from lib.metrics.normalization import check_profile
 
         if self.compare:
             if len(self.compare) != 2:

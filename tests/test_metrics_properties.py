@@ -47,7 +47,7 @@ def test_identity_is_perfect(text, profile):
 @SETTINGS
 @given(st.one_of(texts, st.text(max_size=60)))
 def test_fast_fold_equals_reference_definition(text):
-    nm = importlib.import_module("lib.metrics.normalize")  # the package re-exports the function under this name
+    nm = importlib.import_module("lib.metrics.normalization")
 
     assert nm._fold_and_drop(text) == nm._fold_and_drop_reference(text)
 

@@ -4,7 +4,7 @@ import pytest
 
 from lib.utils.count_metric import (PROFILES, bag_f1, cer, cer_clipped, error_anatomy, exact_match, get_metric,
                                     is_st_confusion, lcs_f1, ned, normalize, repetition_loop, score_pairs, seal_ned)
-from lib.metrics.normalize import ProfileError
+from lib.metrics.normalization import ProfileError
 from lib.metrics.registry import MetricError
 
 

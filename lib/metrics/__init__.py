@@ -4,7 +4,7 @@ The public names are re-exported by ``lib.utils.count_metric`` (the original pro
 either. Definitions: docs/METRICS.md and each module's docstring.
 """
 
-from lib.metrics.normalize import DEFAULT_PROFILE, PROFILES, ProfileError, check_profile, normalize, t2s
+from lib.metrics.normalization import DEFAULT_PROFILE, PROFILES, ProfileError, check_profile, normalize, t2s
 from lib.metrics.registry import METRICS, Metric, MetricError, get_metric, list_metrics, register_metric
 from lib.metrics.scoring import paired_comparison, score_result_file, score_texts
 from lib.metrics.tables import TableParseError, TableTimeout, has_table, parse_table, table_cell_text, teds, teds_s

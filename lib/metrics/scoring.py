@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lib.metrics import stats
-from lib.metrics.normalize import DEFAULT_PROFILE, PROFILES, check_profile, normalize
+from lib.metrics.normalization import DEFAULT_PROFILE, PROFILES, check_profile, normalize
 from lib.metrics.registry import get_metric
 from lib.metrics.tables import (DEFAULT_TIME_LIMIT_S, TableParseError, TableTimeout, has_table, looks_like_table,
                                 parse_table, table_cell_text, tree_edit_distance)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from rapidfuzz.distance import Levenshtein
 
-from lib.metrics.normalize import normalize
+from lib.metrics.normalization import normalize
 
 __all__ = ["TableParseError", "TableTimeout", "parse_table", "looks_like_table", "has_table", "teds", "teds_s",
            "table_cell_text", "TableNode", "DEFAULT_TIME_LIMIT_S"]

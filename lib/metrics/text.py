@@ -24,7 +24,7 @@ lev = Levenshtein distance with unit costs, computed by rapidfuzz):
   occurs (non-overlapping ``str.count``) more than 2·count_g(u) + 3 times in p — a decoding loop, not a legitimately
   repeated string.
 
-Not for: normalization (normalize.py), tables (tables.py), aggregation and bootstrap (stats.py, scoring.py).
+Not for: normalization (normalization.py), tables (tables.py), aggregation and bootstrap (stats.py, scoring.py).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import Indel, Levenshtein
 
-from lib.metrics.normalize import DEFAULT_PROFILE, normalize, t2s
+from lib.metrics.normalization import DEFAULT_PROFILE, normalize, t2s
 
 __all__ = ["cer", "cer_clipped", "ned", "bag_f1", "lcs_f1", "exact_match", "seal_ned", "error_anatomy",
            "repetition_loop", "is_st_confusion", "PairBatch", "score_pairs", "LOOP_MIN_REPEATS", "LOOP_MAX_UNIT"]

@@ -1,6 +1,6 @@
 """OCR metrics under the original project's module path (yenhao-huang/vlm-sft-ocr ``lib/utils/count_metric.py``).
 
-Everything lives in ``lib.metrics`` (normalize.py, text.py, tables.py, stats.py, registry.py, scoring.py) and is
+Everything lives in ``lib.metrics`` (normalization.py, text.py, tables.py, stats.py, registry.py, scoring.py) and is
 re-exported here, so ``from lib.utils.count_metric import score_result_file`` and the original's
 ``char_f1_score`` / ``batch_char_f1_score`` both work. Definitions: docs/METRICS.md.
 """
