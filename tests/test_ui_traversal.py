@@ -6,7 +6,6 @@ with an audit hook (open / os.remove / os.rename / os.mkdir / os.symlink ...); t
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import urllib.error

@@ -247,7 +247,10 @@ def build_app(args: ViewerArgs):
         k_nb.submit(worst, [loaded_st, k_nb, worst_metric], [worst_df])
         worst_metric.change(worst, [loaded_st, k_nb, worst_metric], [worst_df])
         slice_by.change(slices, [loaded_st, slice_by], [slice_df])
-        refresh_btn.click(refresh, [file_dd], [file_dd])
+        refresh_btn.click(refresh, [file_dd], [file_dd]).then(  # re-read the file too: it may have been rewritten
+            load, [file_dd], [loaded_st, header_md, scores_md, config_js, element_dd, layout_dd]).then(
+            apply, filters, apply_out).then(worst, [loaded_st, k_nb, worst_metric], [worst_df]).then(
+            slices, [loaded_st, slice_by], [slice_df])
     return demo
 
 

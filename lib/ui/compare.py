@@ -184,6 +184,9 @@ def paired_stats_markdown(stats: dict | None, names: tuple[str, str]) -> str:
     notes = []
     if stats.get("n_only_a") or stats.get("n_only_b"):
         notes.append(f"unpaired: {stats.get('n_only_a', 0)} only in model 1, {stats.get('n_only_b', 0)} only in model 2")
+    if stats.get("n_label_mismatch"):
+        notes.append(f"{stats['n_label_mismatch']} pair(s) have different ground truth in the two files (each file's "
+                     f"own label is used)")
     if stats.get("n_excluded_errors"):
         notes.append(f"{stats['n_excluded_errors']} pair(s) with an error excluded")
     tail = (f"\n\n{better} {metric} is better; CI: document-level bootstrap, p: sign-flip permutation test"

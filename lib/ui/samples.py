@@ -15,13 +15,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import html
-import json
 import math
 from typing import Any, Iterable, Sequence
 
 __all__ = ["Row", "RowFilter", "rows_from_result", "filter_rows", "sort_rows", "worst_k", "slice_table",
            "header_markdown", "header_parts", "overall_scores", "primary_profile", "ensure_scored", "SORT_KEYS", "ERROR_FILTERS",
-           "layout_label", "rows_table", "ROWS_TABLE_HEADERS", "fmt_score", "count_metric"]
+           "layout_label", "config_json", "rows_table", "ROWS_TABLE_HEADERS", "fmt_score", "count_metric"]
 
 SORT_KEYS = ("position", "cer", "f1", "ned", "length")
 ERROR_FILTERS = ("all", "errors only", "no errors", "imperfect (CER > 0)", "perfect (CER = 0)")
@@ -125,7 +124,9 @@ def rows_from_result(result: dict, original: dict | None = None) -> list[Row]:
             cer = _num(s.get("cer_score")) if _num(s.get("cer_score")) is not None else _sample_metric(s, prof, ("cer",))
         if f1 is None:
             f1 = _num(s.get("f1_score")) if _num(s.get("f1_score")) is not None else _sample_metric(s, prof, ("bag_f1", "f1"))
-        ned = _sample_metric(o, primary_profile(original or result), ("ned",)) or _sample_metric(s, prof, ("ned",))
+        ned = _sample_metric(o, primary_profile(original or result), ("ned",))
+        if ned is None:
+            ned = _sample_metric(s, prof, ("ned",))
         label = s.get("label") or ""
         idx = s.get("index")
         rows.append(Row(
@@ -317,10 +318,3 @@ def config_json(result: dict) -> dict:
     """The run facts worth showing next to the header (resolved config, prompt, decoding, data, timings)."""
     keys = ("config", "prompt", "decoding", "postprocessors", "data", "timings", "errors_as_empty", "profiles")
     return {k: result[k] for k in keys if k in result}
-
-
-__all__.append("config_json")
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, indent=1, default=str)

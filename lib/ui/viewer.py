@@ -17,11 +17,12 @@ from typing import Any, Sequence
 
 from lib.ui.app import image_html
 from lib.ui.diff import char_diff, diff_html, diff_stats, legend_html
-from lib.ui.paths import UnsafePathError, list_files, resolve_image, resolve_inside
-from lib.ui.samples import Row, count_metric, ensure_scored, fmt_score, primary_profile, rows_from_result
+from lib.ui.paths import list_files, resolve_image, resolve_inside
+from lib.ui.samples import Row, count_metric, ensure_scored, fmt_score, rows_from_result
 from lib.ui.tables import looks_like_table, side_by_side_html
 
-__all__ = ["Loaded", "open_result", "render_sample", "step", "image_bases", "result_names", "SampleView"]
+__all__ = ["Loaded", "open_result", "render_sample", "step", "image_bases", "result_names", "SampleView",
+           "position_text", "jump_target"]
 
 
 @dataclasses.dataclass
@@ -121,8 +122,6 @@ def position_text(order: Sequence[int], current: int | None, total: int) -> str:
     return f"sample #{current} (outside the current filters; {len(order)} of {total} shown)"
 
 
-__all__.append("position_text")
-
 
 def jump_target(loaded: Loaded, value: Any) -> int:
     """Validate a "jump to sample" number (0-based position in the file)."""
@@ -134,5 +133,3 @@ def jump_target(loaded: Loaded, value: Any) -> int:
         raise ValueError(f"sample #{pos} does not exist (the file has samples 0–{len(loaded.rows) - 1})")
     return pos
 
-
-__all__.append("jump_target")
