@@ -188,3 +188,13 @@ def test_prompt_store_crud(tmp_path):
         store.delete("新 prompt.yml")
     store.delete("新 prompt.yml", confirm=True)
     assert store.names() == []
+
+
+def test_normalized_diff_matches_the_score(fx):
+    """'第 1 頁' vs '第1頁' differs in the raw text but not as scored (profile standard deletes whitespace)."""
+    loaded = open_result(fx["results"], "before_sft.json")
+    row = loaded.rows[5]
+    assert row.cer == 0.0
+    raw = render_sample(loaded, row, [str(fx["data"])])
+    norm = render_sample(loaded, row, [str(fx["data"])], diff_profile="standard")
+    assert 'class="d-del"' in raw.diff and "d-del" not in norm.diff and "d-ins" not in norm.diff
