@@ -198,3 +198,22 @@ def test_normalized_diff_matches_the_score(fx):
     raw = render_sample(loaded, row, [str(fx["data"])])
     norm = render_sample(loaded, row, [str(fx["data"])], diff_profile="standard")
     assert 'class="d-del"' in raw.diff and "d-del" not in norm.diff and "d-ins" not in norm.diff
+
+
+def test_edge_case_files(tmp_path):
+    from lib.results import ResultsError
+
+    (tmp_path / "empty.json").write_text('{"model_name": "m", "samples": []}', encoding="utf-8")
+    (tmp_path / "broken.json").write_text('{"samples": [', encoding="utf-8")
+    (tmp_path / "odd.json").write_text(json.dumps({"samples": [
+        {"image_path": "", "label": None, "prediction": None},
+        {"img_path": "x.png", "label": "長" * 5000, "prediction": "長" * 4000 + "短"}]}), encoding="utf-8")
+    empty = open_result(tmp_path, "empty.json")
+    assert empty.rows == [] and slice_table(empty.scored) == [] and "n = 0" in header_markdown(empty.result, "e")
+    with pytest.raises(ResultsError, match="not valid JSON"):
+        open_result(tmp_path, "broken.json")
+    odd = open_result(tmp_path, "odd.json")
+    assert odd.rows[0].is_error and odd.rows[0].label == "" and odd.rows[1].image_path == "x.png"
+    v = render_sample(odd, odd.rows[1], [str(tmp_path)])
+    assert v.diff.count("d-") >= 1 and "image not found" in v.image
+    assert "this sample has no image_path" in render_sample(odd, odd.rows[0], [str(tmp_path)]).image
