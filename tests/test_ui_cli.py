@@ -78,3 +78,13 @@ def test_viewer_subprocess(tmp_path):
             proc.kill()
             out, _ = proc.communicate()
     assert "Serving files only from" in out and str(fx["data"].resolve()) in out
+
+
+def test_bad_paths_fail_fast(tmp_path):
+    ev, cf = load_ui("evaluate_viewer"), load_ui("compare_finetune")
+    with pytest.raises(SystemExit, match="--eval_dir .* is not a folder"):
+        ev.serve(ev.ViewerArgs(eval_dir=str(tmp_path / "missing")), block=False)
+    with pytest.raises(SystemExit, match="--data-root .* is not a folder"):
+        ev.serve(ev.ViewerArgs(eval_dir=str(tmp_path), data_root=[str(tmp_path / "nope")]), block=False)
+    with pytest.raises(SystemExit, match="--model1 .*: no such result file"):
+        cf.serve(cf.CompareArgs(model1=str(tmp_path / "a.json"), model2=str(tmp_path / "b.json")), block=False)
