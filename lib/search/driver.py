@@ -176,7 +176,12 @@ def _objective_factory(spec: RunSpec, *, gpu: str | None):
             sig = f" (killed by signal {res.killed_by_signal})" if res.killed_by_signal else ""
             raise TrialFailed(f"training exited with status {res.returncode}{sig}; last log lines "
                               f"({res.log_path}):\n{tail(res.log_path)}")
-        value = attrs.get("objective_value")
+        value = _final_metric(trial_dir, spec.metric)
+        if value is not None:  # the training's final evaluation (all validation samples, the saved model)
+            trial.set_user_attr("objective_value", value)
+            trial.set_user_attr("objective_source", "metadata.json")
+        else:  # the last value the pruning callback saw
+            value = attrs.get("objective_value")
         if value is None:
             raise TrialFailed(f"training finished but reported no {spec.metric}: the trial must evaluate on a "
                               f"validation split (eval_steps <= max steps) — log: {res.log_path}")
@@ -185,6 +190,19 @@ def _objective_factory(spec: RunSpec, *, gpu: str | None):
         return float(value)
 
     return objective
+
+
+_FINAL_KEYS = {"eval_cer": "final_val_cer", "eval_loss": "final_val_loss"}
+
+
+def _final_metric(trial_dir: Path, metric: str) -> float | None:
+    """The training's final validation metric from `<trial_dir>/metadata.json` (written by run_training)."""
+    try:
+        meta = json.loads((trial_dir / "metadata.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = meta.get(_FINAL_KEYS.get(metric, ""))
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _after_trial(spec: RunSpec):

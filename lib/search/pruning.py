@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import statistics
 from typing import Any
 

@@ -45,6 +45,8 @@ def _kill_group(proc: subprocess.Popen, grace_s: float) -> None:
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
         try:
             os.killpg(pgid, sig)
+            if sig == signal.SIGTERM:  # a stopped (frozen) process only acts on SIGTERM once continued
+                os.killpg(pgid, signal.SIGCONT)
         except ProcessLookupError:
             return
         try:
