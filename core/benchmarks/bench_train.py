@@ -93,13 +93,16 @@ def _lora_grads(model) -> dict:
     return out
 
 
-def _loss_and_grads(trainer, idx: list[int]) -> tuple[float, dict, int]:
+def _loss_and_grads(trainer, idx: list[int], end_of_turn_id: int | None = None) -> tuple[float, dict, int]:
     """One forward/backward of the trainer's own collator + compute_loss on dataset items `idx` (eval mode: no
     dropout; identical for both trainers)."""
     import torch
 
     model = trainer.model
     batch = trainer.data_collator([trainer.train_dataset[i] for i in idx])
+    if end_of_turn_id is not None:  # TRL also trains the "\n" the Gemma template writes after <end_of_turn>
+        prev = batch["input_ids"][:, :-1]
+        batch["labels"][:, 1:][prev == end_of_turn_id] = -100
     inputs = trainer._prepare_inputs(batch)
     n_label = int((inputs["labels"][..., 1:] != -100).sum()) if "labels" in inputs else -1
     model.eval()
@@ -158,25 +161,24 @@ def _trl_trainer(model, processor, samples, prompt, opts: dict, args: BenchTrain
     return SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=processor, peft_config=lora)
 
 
-def _ours_trainer(model, processor, data_path: Path, opts: dict, args: BenchTrainArgs, out_dir: Path, max_steps: int):
-    import torch
+def _ours_trainer(model, processor, samples, opts: dict, args: BenchTrainArgs, out_dir: Path, max_steps: int):
+    from lib.train import SFTArgs, build_trainer
 
-    try:
-        from lib.train import SFTArgs, build_trainer
-    except ImportError as exc:
-        raise SystemExit(f"'ours' needs lib.train.build_trainer/SFTArgs (docs/CONTRACTS.md): {exc}") from None
     names = {f.name for f in dataclasses.fields(SFTArgs)}
-    aliases = {"bs": "per_device_train_batch_size", "gc": "gradient_checkpointing", "ga": "gradient_accumulation_steps"}
-    values = dict(model_name="bench-in-memory", train_data=str(data_path), output_dir=str(out_dir), max_steps=max_steps,
-                  lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.0, seed=args.seed,
-                  learning_rate=2e-4, bf16=torch.cuda.is_available())
+    aliases = {"bs": "per_device_train_batch_size", "gc": "gradient_checkpointing", "ga": "gradient_accumulation_steps",
+               "nw": "dataloader_num_workers"}
+    values = dict(model_name="bench-in-memory", output_dir=str(out_dir), max_steps=max_steps, lora_r=args.lora_r,
+                  lora_alpha=args.lora_alpha, lora_dropout=0.0, seed=args.seed, learning_rate=2e-4,
+                  gradient_accumulation_steps=1, logging_steps=10 ** 6, save_steps=10 ** 6, eval_steps=10 ** 6,
+                  report_to="none")
     for k, v in opts.items():
         values[aliases.get(k, k)] = v
     unknown = sorted(set(values) - names)
     if unknown:
         raise SystemExit(f"SFTArgs has no field(s) {unknown}; known: {sorted(names)}")
     sft_args = SFTArgs(**{k: _coerce_like(SFTArgs, k, v) for k, v in values.items()})
-    return build_trainer(sft_args, model=model, processor=processor)
+    return build_trainer(sft_args, model=model, processor=processor, train_samples=list(samples), eval_samples=[],
+                         printer=lambda *a: print("[ours]", *a, flush=True))
 
 
 def _coerce_like(cls, name: str, value):
@@ -225,14 +227,15 @@ def run_config(shape: str, spec: str, processor, samples, data_path: Path, promp
     if kind == "trl":
         trainer = _trl_trainer(model, processor, samples, prompt, opts, args, out_dir, max_steps)
     else:
-        trainer = _ours_trainer(model, processor, data_path, opts, args, out_dir, max_steps)
+        trainer = _ours_trainer(model, processor, samples, opts, args, out_dir, max_steps)
     counts = model_counts(trainer.model)
     row: dict = {"shape": shape, "config": spec, "trainable_params": counts.trainable}
 
     check = None
     if args.check_grads:
         _set_deterministic_lora(trainer.model, args.seed)
-        check = _loss_and_grads(trainer, list(range(args.check_batch)))
+        eot = processor.tokenizer.convert_tokens_to_ids("<end_of_turn>") if kind == "trl" else None
+        check = _loss_and_grads(trainer, list(range(args.check_batch)), eot)
         if ref_check is not None:
             row["vs_trl"] = _compare(ref_check, check)
         # fresh adapters for the timed run (values do not affect speed)

@@ -88,6 +88,16 @@ class SFTArgs:
     optim: str = field("adamw_torch", help="transformers optimizer name (adamw_torch; adamw_8bit needs bitsandbytes)")
     max_grad_norm: float = field(1.0, help="gradient clipping")
     gradient_checkpointing: bool = field(False, help="recompute activations to save memory (slower)")
+    # -- speed (owner: gpu; lib/train/speed.py; measured in docs/GPU.md) -------------------------------------------
+    loss_impl: str = field("chunked", choices=["chunked", "logits"], help="chunked: cross-entropy from the final "
+                           "hidden states on label positions only, in chunks, its gradient computed in the forward "
+                           "(no logits tensor is kept); logits: the model's logits over the answer window")
+    vision_no_grad: bool = field(True, help="run a frozen vision tower + projector without autograd (no activations "
+                                 "kept, no backward through it); ignored when any of their parameters trains")
+    compile_layers: bool = field(False, help="torch.compile each decoder/encoder layer (dynamic shapes): fuses the "
+                                 "elementwise work and removes most per-op overhead; the first steps pay the compile")
+    pad_to_multiple_of: int = field(0, help="pad each batch's length up to a multiple of this (64 on GPUs: cuDNN "
+                                    "attention builds one plan per length and reuses it); 0 = no extra padding")
     seed: int = field(3407, help="seed for init of new weights (LoRA) and data order")
     # -- evaluation, checkpoints, logging -------------------------------------------------------------------------
     eval_steps: int = field(100, help="validation loss + generation CER every N steps")

@@ -51,10 +51,11 @@ def _open(sample_or_image: Any):
 class OCRCollator:
     """Callable collator for `transformers.Trainer`: a list of `Sample` -> a left-padded batch with labels."""
 
-    def __init__(self, processor, prompt: Prompt, end_of_turn_id: int | None = None):
+    def __init__(self, processor, prompt: Prompt, end_of_turn_id: int | None = None, pad_to_multiple_of: int = 0):
         from lib.modeling import end_of_turn_ids
 
         self.processor = processor
+        self.pad_to_multiple_of = pad_to_multiple_of or None
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.prompt = prompt
         self.end_of_turn_id = end_of_turn_id if end_of_turn_id is not None else end_of_turn_ids(processor)[0]
@@ -99,7 +100,7 @@ class OCRCollator:
         self.tokenizer.padding_side = "left"
         try:
             batch = self.processor(text=fulls, images=[[im] for im in images], padding=True, return_tensors="pt",
-                                   add_special_tokens=False)
+                                   add_special_tokens=False, pad_to_multiple_of=self.pad_to_multiple_of)
         finally:
             self.tokenizer.padding_side = old_side
         input_ids = batch["input_ids"]
@@ -109,6 +110,8 @@ class OCRCollator:
             end = self._label_end(ids, ans, samples[row])
             labels[row, end - len(ans):end] = torch.tensor(ans)
         batch["labels"] = labels
+        # label positions (flat, shifted) computed here on the host, so the chunked loss never waits for the GPU
+        batch["loss_index"] = (labels[:, 1:].reshape(-1) != IGNORE_INDEX).nonzero().squeeze(1)
         return dict(batch)
 
     def _label_end(self, ids: list[int], ans: list[int], sample: Sample) -> int:

@@ -63,7 +63,19 @@ class OCRTrainer(Trainer):
         super().__init__(*a, **kw)
         self.generation_cer = generation_cer
 
+    loss_impl = "logits"  # build_trainer sets it from SFTArgs.loss_impl
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.loss_impl == "chunked" and not return_outputs:
+            from lib.train.speed import label_only_loss
+
+            with self.accelerator.autocast():
+                loss = label_only_loss(model, inputs, num_items_in_batch=num_items_in_batch)
+            if num_items_in_batch is not None and self.args.average_tokens_across_devices \
+                    and self.accelerator.num_processes > 1:
+                loss = loss * self.accelerator.num_processes
+            return loss
+        inputs.pop("loss_index", None)
         labels = inputs.pop("labels")
         seq = labels.shape[1]
         has_label = (labels != IGNORE_INDEX).any(dim=0)
@@ -270,7 +282,7 @@ def build_trainer(args: SFTArgs, *, model=None, processor=None, train_samples=No
     printer(f"model {args.model_name}: {args.finetune}{' (4-bit QLoRA)' if args.load_in_4bit else ''}, "
             f"trainable {trainable:,} / {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)")
     prompt = load_prompt(args.prompt_config, args.instruction)
-    collator = OCRCollator(processor, prompt)
+    collator = OCRCollator(processor, prompt, pad_to_multiple_of=args.pad_to_multiple_of)
     train_samples, train_stats = _filter_long(collator, train_samples, args.max_seq_length, "train", printer)
     if eval_samples:
         eval_samples, _ = _filter_long(collator, eval_samples, args.max_seq_length, "val", printer)
@@ -295,9 +307,21 @@ def build_trainer(args: SFTArgs, *, model=None, processor=None, train_samples=No
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # StepLogCallback prints one dense line instead of raw dicts
+    trainer.loss_impl = args.loss_impl
+    _apply_speed_options(trainer, args, printer)
     trainer.ocr_prompt = prompt
     trainer.ocr_train_stats = train_stats
     return trainer
+
+
+def _apply_speed_options(trainer: OCRTrainer, args: SFTArgs, printer=print) -> None:
+    """SFTArgs speed switches (lib/train/speed.py); each leaves what the model computes unchanged."""
+    from lib.train import speed
+
+    if args.vision_no_grad and speed.no_grad_frozen_vision(trainer.model):
+        printer("vision tower + projector frozen: run without autograd (vision_no_grad)")
+    if args.compile_layers:
+        printer(f"torch.compile: {speed.compile_layers(trainer.model)} layers (compile_layers)")
 
 
 # -- the whole run -----------------------------------------------------------------------------------------------

@@ -1,0 +1,177 @@
+"""Speed and memory for training vision-language models (owner: gpu). Each piece is switched by an SFTArgs field
+(`loss_impl`, `vision_no_grad`, `compile_layers`, `pad_to_multiple_of`); measured in docs/GPU.md.
+
+- `chunked_label_ce`: cross-entropy on the label positions only, from the final hidden states, in chunks, without
+  ever materialising (tokens x vocabulary) logits for the whole batch; the gradient is computed in the forward pass
+  chunk by chunk (so the head runs 2 matmuls per chunk, not 3) and Gemma's final-logit softcapping is honoured.
+- `label_only_loss`: the model's backbone + `chunked_label_ce`, the loss `compute_loss` returns (mean over label
+  tokens, like transformers' and TRL's).
+- `no_grad_frozen_vision`: runs the vision tower + projector under `torch.no_grad()` when none of their parameters
+  train - no activations kept, no backward through them.
+- `compile_layers`: regional `torch.compile` of every decoder/encoder layer (dynamic sequence length) - fuses the
+  elementwise work (RMSNorm, rotary, GeLU, LoRA scale/add) and removes most of the per-op Python overhead that
+  makes eager training of these models CPU-bound on an H100.
+
+Not for: choosing hyperparameters, or anything that changes what the model computes (tests check equality).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+__all__ = ["chunked_label_ce", "loss_index_of", "label_only_loss", "no_grad_frozen_vision", "compile_layers", "base_model_of"]
+
+
+class _ChunkedCE(torch.autograd.Function):
+    """sum_i CE(h_i @ W^T, y_i) over rows of h, chunked; grads for h (and W if it trains) computed in forward."""
+
+    @staticmethod
+    def forward(ctx, h, w, y, chunk: int, softcap: float | None, need_w: bool):
+        n = h.shape[0]
+        need_h = bool(getattr(ctx, "needs_input_grad", (False,))[0])
+        need_w = need_w and bool(getattr(ctx, "needs_input_grad", (False, False))[1])
+        total = torch.zeros((), device=h.device, dtype=torch.float32)
+        grad_h = torch.empty_like(h) if need_h else None
+        grad_w = torch.zeros_like(w, dtype=torch.float32) if need_w else None
+        for s in range(0, n, chunk):
+            hs = h[s:s + chunk]
+            ys = y[s:s + chunk]
+            logits = (hs @ w.t()).float()
+            if softcap:
+                t = torch.tanh(logits / softcap)
+                logits = t * softcap
+            lse = torch.logsumexp(logits, dim=-1)
+            total += (lse - logits.gather(1, ys[:, None]).squeeze(1)).sum()
+            if grad_h is not None or grad_w is not None:
+                g = torch.softmax(logits, dim=-1)
+                g[torch.arange(g.shape[0], device=g.device), ys] -= 1.0
+                if softcap:
+                    g *= 1.0 - t * t
+                g = g.to(h.dtype)
+                if grad_h is not None:
+                    grad_h[s:s + chunk] = g @ w
+                if grad_w is not None:
+                    grad_w += (g.t() @ hs).float()
+            del logits
+        ctx.save_for_backward(grad_h if grad_h is not None else torch.empty(0),
+                              grad_w if grad_w is not None else torch.empty(0))
+        ctx.has_h, ctx.has_w = grad_h is not None, grad_w is not None
+        ctx.w_dtype = w.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_h, grad_w = ctx.saved_tensors
+        gh = grad_h * grad_out.to(grad_h.dtype) if ctx.has_h else None
+        gw = (grad_w * grad_out).to(ctx.w_dtype) if ctx.has_w else None
+        return gh, gw, None, None, None, None
+
+
+def chunked_label_ce(hidden: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, *, softcap: float | None = None,
+                     chunk: int = 1024, shift: bool = True, loss_index: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of token cross-entropies, number of label tokens) for next-token prediction: position t's hidden state
+    predicts labels[t + 1] (shift=True); positions whose label is -100 are never projected to the vocabulary.
+
+    `loss_index` (optional): the flat indices of the label positions in `labels[..., 1:]`, computed on the host by
+    the collator (`loss_index_of`). With it nothing here waits for the GPU; without it a boolean mask is used, whose
+    size the host must read back (one device sync)."""
+    if shift:
+        hidden = hidden[..., :-1, :]
+        labels = labels[..., 1:]
+    if loss_index is not None:
+        loss_index = loss_index.to(hidden.device, non_blocking=True)
+        h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, loss_index)
+        y = labels.reshape(-1).index_select(0, loss_index.to(labels.device))
+        n = int(loss_index.numel())  # a host int: no device round trip
+    else:
+        mask = labels != -100
+        h = hidden[mask]
+        y = labels[mask]
+        n = mask.sum()
+    if h.shape[0] == 0:
+        return hidden.sum() * 0.0, n
+    need_w = weight.requires_grad and torch.is_grad_enabled()
+    if not torch.is_grad_enabled():
+        with torch.no_grad():
+            return _ChunkedCE.forward(_NoCtx(), h, weight, y, chunk, softcap, False), n
+    return _ChunkedCE.apply(h, weight, y, chunk, softcap, need_w), n
+
+
+class _NoCtx:
+    def save_for_backward(self, *a):
+        pass
+
+
+def loss_index_of(labels: torch.Tensor) -> torch.Tensor:
+    """Flat indices of the positions of `labels[..., 1:]` that are not -100 (host-side, for `chunked_label_ce`)."""
+    return (labels[..., 1:].reshape(-1) != -100).nonzero().squeeze(1)
+
+
+def base_model_of(model):
+    """The transformers model under PEFT / DDP wrappers."""
+    m = getattr(model, "module", model)
+    while hasattr(m, "get_base_model"):
+        b = m.get_base_model()
+        if b is m:
+            break
+        m = b
+    return m
+
+
+def label_only_loss(model, inputs: dict[str, Any], *, chunk: int = 1024, num_items_in_batch=None) -> torch.Tensor:
+    """Mean next-token cross-entropy over label tokens, computed from the backbone's last hidden state without the
+    full logits. Works for `*ForConditionalGeneration` VLMs (Gemma 3, Qwen2.5-VL): backbone = `.model`, head =
+    `get_output_embeddings()`, softcapping from the text config."""
+    base = base_model_of(model)
+    labels = inputs["labels"]
+    loss_index = inputs.get("loss_index")
+    kwargs = {k: v for k, v in inputs.items() if k not in ("labels", "num_items_in_batch", "loss_index")}
+    kwargs["use_cache"] = False
+    out = base.model(**kwargs, return_dict=True)
+    head = base.get_output_embeddings()
+    text_cfg = base.config.get_text_config()
+    softcap = getattr(text_cfg, "final_logit_softcapping", None)
+    total, n = chunked_label_ce(out.last_hidden_state, labels, head.weight, softcap=softcap, chunk=chunk,
+                                loss_index=loss_index)
+    denom = num_items_in_batch if num_items_in_batch is not None else (max(n, 1) if isinstance(n, int) else n.clamp(min=1))
+    return total / denom
+
+
+def no_grad_frozen_vision(model) -> bool:
+    """If nothing in the vision tower or projector trains, run `get_image_features` under no_grad. Returns whether
+    it did. (Reentrant gradient checkpointing must then not rely on input grads: use use_reentrant=False.)"""
+    base = base_model_of(model)
+    inner = getattr(base, "model", base)
+    parts = [getattr(inner, n, None) for n in ("vision_tower", "visual", "multi_modal_projector")]
+    parts = [p for p in parts if p is not None]
+    if not parts or any(p.requires_grad for part in parts for p in part.parameters()):
+        return False
+    orig = inner.get_image_features
+    if getattr(orig, "_no_grad_wrapped", False):
+        return True
+
+    @functools.wraps(orig)
+    def get_image_features(*args, **kwargs):
+        with torch.no_grad():
+            return orig(*args, **kwargs)
+
+    get_image_features._no_grad_wrapped = True
+    inner.get_image_features = get_image_features
+    return True
+
+
+def compile_layers(model, *, dynamic: bool = True) -> int:
+    """Regional torch.compile: compile each decoder layer of the language model and each encoder layer of the vision
+    tower in place (`nn.Module.compile`). Returns the number of layers compiled."""
+    base = base_model_of(model)
+    n = 0
+    for mod in base.modules():
+        cls = type(mod).__name__
+        if cls.endswith("DecoderLayer") or cls.endswith("EncoderLayer") or cls.endswith("VisionBlock"):
+            mod.compile(dynamic=dynamic)
+            n += 1
+    return n

