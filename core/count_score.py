@@ -36,7 +36,7 @@ class CountScoreArgs:
     errors_as_empty: bool = field(False, help="score samples with an 'error' as empty predictions instead of "
                                               "excluding them")
     workers: Optional[int] = field(None, help="threads/processes for scoring (default: all available cores)")
-    table_time_limit_s: float = field(30.0, help="per-table time limit for TEDS; slower tables are counted as "
+    table_time_limit_s: float = field(30.0, help="per-table CPU-time limit for TEDS; slower tables are counted as "
                                                  "timeouts")
 
     def __post_init__(self):
