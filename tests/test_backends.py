@@ -152,6 +152,23 @@ def test_reading_order_groups_rows_and_sorts_left_to_right():
     assert reading_order_text(boxes, texts) == "我是中國\n第二行\nabc def"
 
 
+def test_reading_order_two_columns_under_a_title_and_a_table():
+    def box(x0, y0, x1, y1):
+        return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+
+    # a full-width title, then two columns whose lines sit at slightly different heights
+    boxes = [box(0, 0, 600, 40), box(0, 80, 280, 100), box(320, 84, 600, 104), box(0, 110, 280, 130),
+             box(320, 114, 600, 134), box(0, 140, 200, 160), box(320, 144, 500, 164)]
+    texts = ["標題", "左一", "右一", "左二", "右二", "左三", "右三"]
+    assert reading_order_text(boxes, texts) == "標題\n左一\n左二\n左三\n右一\n右二\n右三"
+    # one line broken by wide gaps stays one line
+    assert reading_order_text([box(0, 0, 80, 20), box(200, 2, 280, 22)], ["項目", "金額"]) == "項目金額"
+    # a dense table crop is read row by row (layout="rows", used for element == "table")
+    cells = [box(0, 0, 80, 20), box(200, 0, 280, 20), box(0, 24, 80, 44), box(200, 24, 280, 44)]
+    assert reading_order_text(cells, ["項目", "金額", "房租", "100"], layout="rows") == "項目金額\n房租100"
+    assert reading_order_text(cells, ["項目", "金額", "房租", "100"]) == "項目\n房租\n金額\n100"  # XY-cut: columns
+
+
 # -- post-processors -------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("raw,expected", [

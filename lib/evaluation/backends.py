@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 from lib.evaluation.http import HttpClient, RequestFailed, RetryableError, RetryPolicy
 from lib.evaluation.images import ImageError, load_rgb, read_image_bytes, sniff_mime, to_data_url
+from lib.evaluation.reading_order import BAND_GAP, COLUMN_GAP, reading_order_text
 
 __all__ = ["Prediction", "Backend", "OpenAIChatBackend", "LocalAPIBackend", "HFBackend", "PaddleOCRBackend",
            "TesseractBackend", "BackendError", "MODES", "normalize_chat_url", "fetch_model_names"]
@@ -357,8 +358,8 @@ class HFBackend(Backend):
 
 class PaddleOCRBackend(Backend):
     """PP-OCRv6 via rapidocr. `page`: detection + (angle classification) + recognition, lines joined with newlines
-    in reading order (top to bottom, left to right within a row; whole-image recognition when detection finds
-    nothing); `line`: recognition only, for single-line crops.
+    in reading order (lib/evaluation/reading_order.py: XY-cut into bands and columns, then rows; whole-image
+    recognition when detection finds nothing); `line`: recognition only, for single-line crops.
     One engine per worker thread (the engine keeps per-call options as state)."""
 
     name = "paddleocr"
@@ -384,7 +385,8 @@ class PaddleOCRBackend(Backend):
 
     def identity(self) -> dict:
         return {"backend": "paddleocr", "model": f"PP-OCRv6 {self.mode} (rapidocr {self.version})", "mode": self.mode,
-                "use_cls": self.use_cls, "text_score": self.text_score}
+                "use_cls": self.use_cls, "text_score": self.text_score,
+                "reading_order": f"xycut band {BAND_GAP} column {COLUMN_GAP}; tables by rows" if self.mode == "page" else None}
 
     def _engine(self):
         eng = getattr(self._local, "engine", None)
@@ -409,7 +411,8 @@ class PaddleOCRBackend(Backend):
             txts = getattr(res, "txts", None) or ()
             boxes = getattr(res, "boxes", None)
             if txts and boxes is not None and len(boxes) == len(txts):
-                return Prediction(text=reading_order_text(boxes, txts))
+                layout = "rows" if (getattr(sample, "element", None) or "").lower() == "table" else "auto"
+                return Prediction(text=reading_order_text(boxes, txts, layout=layout))
             if txts:
                 return Prediction(text="\n".join(t for t in txts if t.strip()))
             # detection found nothing (a tight crop of one line): recognise the whole image instead
@@ -417,44 +420,6 @@ class PaddleOCRBackend(Backend):
         txts = getattr(res, "txts", None) or ()
         return Prediction(text="\n".join(t for t in txts if t.strip()))
 
-
-def _joiner(left: str, right: str) -> str:
-    """No space between CJK neighbours; one space where both sides are Latin letters/digits."""
-    if left and right and left[-1].isascii() and left[-1].isalnum() and right[0].isascii() and right[0].isalnum():
-        return " "
-    return ""
-
-
-def reading_order_text(boxes, texts: Sequence[str]) -> str:
-    """Join detected lines top to bottom; boxes that overlap vertically by at least half the smaller height are one
-    row, read left to right. (Multi-column pages are read row by row across columns: a known limit.)"""
-    items = []
-    for box, text in zip(boxes, texts):
-        if not text or not text.strip():
-            continue
-        xs = [float(p[0]) for p in box]
-        ys = [float(p[1]) for p in box]
-        items.append((min(xs), min(ys), max(xs), max(ys), text.strip()))
-    items.sort(key=lambda it: ((it[1] + it[3]) / 2, it[0]))
-    rows: list[list[tuple]] = []
-    for it in items:
-        if rows:
-            row = rows[-1]
-            top, bottom = min(r[1] for r in row), max(r[3] for r in row)
-            overlap = min(bottom, it[3]) - max(top, it[1])
-            min_h = min(it[3] - it[1], min(r[3] - r[1] for r in row))
-            if min_h > 0 and overlap >= 0.5 * min_h:
-                row.append(it)
-                continue
-        rows.append([it])
-    lines = []
-    for row in rows:
-        row.sort(key=lambda r: r[0])
-        line = row[0][4]
-        for r in row[1:]:
-            line += _joiner(line, r[4]) + r[4]
-        lines.append(line)
-    return "\n".join(lines)
 
 
 TESSERACT_FIX = ("install Tesseract with: apt-get install -y tesseract-ocr tesseract-ocr-chi-tra tesseract-ocr-chi-sim "
