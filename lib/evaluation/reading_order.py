@@ -76,7 +76,7 @@ def _order(items: list[Item], line_h: float, band_gap: float, column_gap: float,
 
 
 # Chosen on the 10 clean OmniDocBench zh pages in ../shared/data/real (micro CER, standard profile, same PP-OCRv6
-# detections: rows only 48.7 %, band/column 0.8/1.0 32.3 %, 1.0-1.2/0.5-0.8 12.1 %, 1.5+/0.8 13.3 %), so page-level
+# detections: rows only 47.2 %, band/column 0.8/1.0 32.3 %, 1.0-1.2/0.5-0.8 12.1 %, 1.5+/0.8 13.3 %), so page-level
 # PP-OCR numbers on that set are somewhat optimistic.
 BAND_GAP = 1.2
 COLUMN_GAP = 0.8
