@@ -125,18 +125,33 @@ def base_model_of(model):
 def label_only_loss(model, inputs: dict[str, Any], *, chunk: int = 1024, num_items_in_batch=None) -> torch.Tensor:
     """Mean next-token cross-entropy over label tokens, computed from the backbone's last hidden state without the
     full logits. Works for `*ForConditionalGeneration` VLMs (Gemma 3, Qwen2.5-VL): backbone = `.model`, head =
-    `get_output_embeddings()`, softcapping from the text config."""
+    `get_output_embeddings()`, softcapping from the text config.
+
+    The forward goes through `model` itself (so DDP/FSDP wrappers see it and synchronise gradients) with
+    `logits_to_keep=1` (the head projects one position per row); the backbone's full last hidden state is taken by a
+    forward hook."""
     base = base_model_of(model)
     labels = inputs["labels"]
     loss_index = inputs.get("loss_index")
     kwargs = {k: v for k, v in inputs.items() if k not in ("labels", "num_items_in_batch", "loss_index")}
     kwargs["use_cache"] = False
-    out = base.model(**kwargs, return_dict=True)
+    captured: dict[str, torch.Tensor] = {}
+
+    def grab(_module, _args, out):
+        captured["h"] = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+    handle = base.model.register_forward_hook(grab)
+    try:
+        model(**kwargs, logits_to_keep=1)
+    finally:
+        handle.remove()
     head = base.get_output_embeddings()
+    weight = head.weight
+    if hasattr(weight, "full_tensor"):  # FSDP2 DTensor shard -> the whole head
+        weight = weight.full_tensor()
     text_cfg = base.config.get_text_config()
     softcap = getattr(text_cfg, "final_logit_softcapping", None)
-    total, n = chunked_label_ce(out.last_hidden_state, labels, head.weight, softcap=softcap, chunk=chunk,
-                                loss_index=loss_index)
+    total, n = chunked_label_ce(captured["h"], labels, weight, softcap=softcap, chunk=chunk, loss_index=loss_index)
     denom = num_items_in_batch if num_items_in_batch is not None else (max(n, 1) if isinstance(n, int) else n.clamp(min=1))
     return total / denom
 

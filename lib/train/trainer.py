@@ -66,7 +66,8 @@ class OCRTrainer(Trainer):
     loss_impl = "logits"  # build_trainer sets it from SFTArgs.loss_impl
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if self.loss_impl == "chunked" and not return_outputs:
+        # DeepSpeed ZeRO keeps the head's weight partitioned outside its own forward: use the logits path there
+        if self.loss_impl == "chunked" and not return_outputs and not self.is_deepspeed_enabled:
             from lib.train.speed import label_only_loss
 
             with self.accelerator.autocast():
