@@ -50,6 +50,8 @@ def test_fast_fold_equals_reference_definition(text):
     nm = importlib.import_module("lib.metrics.normalization")
 
     assert nm._fold_and_drop(text) == nm._fold_and_drop_reference(text)
+    assert nm._drop_punctuation(text) == nm._drop_punctuation_reference(text)
+    assert nm._normalize_seed(text) == nm._normalize_seed_reference(text)
 
 
 def test_nested_markup_is_stripped_completely():
