@@ -283,8 +283,7 @@ def _normalize_lenient(text: str) -> str:
     if "<" in text:
         text = _ANY_TAG_RE.sub("", text)  # table structure too: lenient compares text only
     text = _normalize_standard(text)
-    # t2s before removing punctuation: OpenCC's phrase segmentation is ~10x slower on one long unpunctuated run,
-    # and phrases should not be matched across punctuation anyway
+    # t2s before removing punctuation, so OpenCC's phrase matching does not join words across punctuation
     text = t2s(text)
     return _drop_punctuation(text).casefold()
 
