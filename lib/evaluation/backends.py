@@ -393,7 +393,7 @@ class PaddleOCRBackend(Backend):
         if eng is None:
             from rapidocr import RapidOCR
 
-            params = {"Global.log_level": "warning", "Global.text_score": self.text_score}
+            params = {"Global.log_level": "error", "Global.text_score": self.text_score}  # "nothing detected" is handled
             if self.threads:
                 params["EngineConfig.onnxruntime.intra_op_num_threads"] = self.threads
             eng = RapidOCR(params=params)
