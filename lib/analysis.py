@@ -180,9 +180,13 @@ def split_stats(samples: Sequence[Any]) -> dict[str, Any]:
         chars.update(ch for ch in strip_markup(s.text) if not ch.isspace())
     mix = script_mix(s.text for s in samples)
     total = sum(mix.values()) or 1
+    per_doc = Counter(s.doc_id for s in samples)
     return {
         "samples": len(samples),
-        "documents": len({s.doc_id for s in samples}),
+        "documents": len(per_doc),
+        "samples_per_document": {"mean": round(len(samples) / len(per_doc), 2) if per_doc else None,
+                                 "max": max(per_doc.values()) if per_doc else None,
+                                 "top": per_doc.most_common(10)},
         "length": {"mean": round(sum(lengths) / len(lengths), 2) if lengths else None, "median": _pct(lengths, 0.5),
                    "p90": _pct(lengths, 0.9), "min": min(lengths) if lengths else None,
                    "max": max(lengths) if lengths else None},
@@ -197,6 +201,7 @@ def split_stats(samples: Sequence[Any]) -> dict[str, Any]:
         "elements": dict(Counter(s.element or "(none)" for s in samples)),
         "_chars": chars,
         "_lengths": lengths,
+        "_per_doc": per_doc,
     }
 
 

@@ -108,7 +108,8 @@ def test_leakage_is_detected_on_a_constructed_leaky_split(leaky_split, tmp_path)
     assert "documents in both: **1**" in report and "identical to a training label: **1**" in report
     assert f"**{cov['unseen_unique_chars']}**" in report and "鑫" in report
     assert json.loads((out / "summary.json").read_text())["leakage"]["leaky_test_samples"] == 3
-    for png in ("label_length_distribution.png", "script_mix.png", "element_mix.png"):
+    assert s["splits"]["train"]["samples_per_document"]["max"] == 2 and "samples per document: mean 1.33, max 2" in report
+    for png in ("label_length_distribution.png", "samples_per_document.png", "script_mix.png", "element_mix.png"):
         assert (out / png).stat().st_size > 5000
 
 

@@ -7,7 +7,8 @@ Per split: sample and document counts, label length distribution, character freq
 / Simplified-only / shared Han / Latin / digits; definitions in lib/analysis.py), element mix. Between training
 (train + val) and test: character coverage (test characters never seen in training) and leakage — documents
 (`doc_id`) or images in both, identical labels, near-duplicate labels (similarity >= --near_threshold).
-Writes `report.md`, `summary.json` and PNG plots to --output_dir; exits 2 with --fail_on_leak when test leaks.
+Writes `report.md`, `summary.json` and PNG plots (label lengths, samples per document, script and element mix)
+to --output_dir; exits 2 with --fail_on_leak when test leaks.
 """
 
 from __future__ import annotations
@@ -53,6 +54,20 @@ def _plots(stats: dict, out, names: list[str]) -> list[str]:
     plt.close(fig)
     files.append(p.name)
 
+    # The original's per-document plots: how many samples each source document contributes, per split.
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        counts = sorted(stats[name]["_per_doc"].values(), reverse=True)
+        ax.bar(range(len(counts)), counts, color="#4878a8")
+        ax.set_title(f"{name}: {len(counts)} documents")
+        ax.set_xlabel("document (sorted)")
+        ax.set_ylabel("samples")
+    fig.tight_layout()
+    p = out / "samples_per_document.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    files.append(p.name)
+
     for key, title, fname in (("script_mix_share", "Script mix (share of characters)", "script_mix.png"),
                               ("elements", "Element mix (samples)", "element_mix.png")):
         cats = sorted({c for n in names for c in stats[n][key]})
@@ -86,8 +101,9 @@ def _report(summary: dict, names: list[str]) -> str:
     L += ["", "## Elements and label scripts", ""]
     for n in names:
         s = summary["splits"][n]
+        spd = s["samples_per_document"]
         L.append(f"- **{n}**: elements {s['elements']}; label scripts {s['label_scripts']}; length buckets "
-                 f"{s['length_buckets']}")
+                 f"{s['length_buckets']}; samples per document: mean {spd['mean']}, max {spd['max']}")
     cov = summary["coverage"]
     L += ["", "## Character coverage (test vs training)", "",
           f"- test uses {cov['test_unique_chars']} distinct characters; **{cov['unseen_unique_chars']}** "
