@@ -227,8 +227,7 @@ def main(args: SearchArgs) -> dict:
     logging.getLogger("search").info("%s\nfixed training config: %s", format_config(args),
                                       json.dumps(training_config, ensure_ascii=False))
     enqueue: list[dict] = []
-    if args.enqueue_default:
-        enqueue.append(_default_params(space, training_config))
+    baseline = _default_params(space, training_config) if args.enqueue_default else None
     if args.enqueue:
         items = json.loads(Path(args.enqueue).read_text(encoding="utf-8"))
         if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
@@ -236,7 +235,7 @@ def main(args: SearchArgs) -> dict:
         enqueue.extend(items)
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
     summary = run_search(spec, n_trials=args.n_trials, n_workers=args.n_workers, resume=args.resume, gpus=gpus,
-                         enqueue=enqueue)
+                         enqueue=enqueue, baseline=baseline)
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     return summary
 

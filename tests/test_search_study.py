@@ -5,8 +5,8 @@ One module-scoped study does what the issue asks to see, in as few training runs
 1. 4 trials, 2 worker processes, one SQLite study, a median pruner: at least one trial is PRUNED, and each pruned
    trial's value at its pruning step is worse than the median of the completed trials there; trials.csv/.md, plots,
    best_config.json and the original's `{study}_best_*.json` exist; only the best trial keeps its adapter.
-2. `--resume` adds two trials to the same study; the first is frozen (SIGSTOP, as a stuck NCCL call or file system
-   would leave it): it is killed at `--trial-timeout`, marked FAIL with the reason, and the next trial runs.
+2. `--resume` adds a trial to the same study, and that trial is frozen (SIGSTOP, as a stuck NCCL call or file system
+   would leave it): it is killed at `--trial-timeout`, marked FAIL with the reason, and the search finishes normally.
 3. best_config.json trains unchanged with core/sft_gemma.py --config.
 """
 
@@ -33,13 +33,14 @@ SFT = REPO / "core" / "sft_gemma.py"
 
 
 def make_tiny_data(root: Path) -> tuple[Path, Path]:
-    """4 training and 2 validation rows of the shipped quickstart images (data/example.json), absolute paths."""
+    """4 training rows of the shipped quickstart images (data/example.json) and 2 of them as validation: the tiny
+    model cannot read unseen text after 4 steps, but it starts to reproduce labels it trained on."""
     rows = json.loads((REPO / "data" / "example.json").read_text(encoding="utf-8"))
     for r in rows:
         r["img_path"] = str((REPO / "data" / r["img_path"]).resolve())
     root.mkdir(parents=True, exist_ok=True)
     (root / "train.json").write_text(json.dumps(rows[:4], ensure_ascii=False), encoding="utf-8")
-    (root / "val.json").write_text(json.dumps(rows[4:6], ensure_ascii=False), encoding="utf-8")
+    (root / "val.json").write_text(json.dumps(rows[:2], ensure_ascii=False), encoding="utf-8")
     return root / "train.json", root / "val.json"
 
 
@@ -54,7 +55,7 @@ TRAIN = {  # tiny and deterministic (seeded); the search varies learning_rate on
 }
 # At step 2, lr 2e-2 has moved the greedy output closer to the labels (CER 1.11) while lr 1e-7 has not (CER 1.33).
 HI, LO = 2e-2, 1e-7
-HANG_LIMIT = 75  # s; a normal (pruned) trial of the resumed run must finish within it on a loaded CI machine
+HANG_LIMIT = 20  # s
 
 
 def _search_cmd(argv: list[str]) -> list[str]:
@@ -86,7 +87,7 @@ def study_run(tmp_path_factory):
     (tmp / "search.json").write_text(json.dumps(cfg))
     # two good trials first (one per worker, concurrently), then two that barely learn: the pruner must stop them
     (tmp / "enqueue.json").write_text(json.dumps([{"learning_rate": v} for v in (HI, HI, LO, LO)]))
-    (tmp / "enqueue2.json").write_text(json.dumps([{"learning_rate": LO}, {"learning_rate": LO}]))
+    (tmp / "enqueue2.json").write_text(json.dumps([{"learning_rate": LO}]))
     common = ["--study-name", "tiny", "--storage", f"sqlite:///{tmp}/tiny.db", "--config", str(tmp / "search.json"),
               "--base-output-dir", str(tmp / "out"), "--studies-dir", str(tmp / "studies"), "--search-mode", "random"]
     t0 = time.time()
@@ -94,10 +95,10 @@ def study_run(tmp_path_factory):
                                                  str(tmp / "enqueue.json"), "--trial-timeout", "900"]),
                            cwd=REPO, capture_output=True, text=True, timeout=1200)
     first_s = time.time() - t0
-    # resume: 2 more trials; the first of them is frozen and must be killed at the time limit, the second runs
+    # resume: one more trial, frozen as soon as it runs: it must be killed at the time limit, and the search finish
     t0 = time.time()
     log = open(tmp / "resume.log", "w")
-    proc = subprocess.Popen(_search_cmd(common + ["--resume", "--n-trials", "2", "--enqueue", str(tmp / "enqueue2.json"),
+    proc = subprocess.Popen(_search_cmd(common + ["--resume", "--n-trials", "1", "--enqueue", str(tmp / "enqueue2.json"),
                                                   "--trial-timeout", str(HANG_LIMIT)]),
                             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
@@ -156,21 +157,21 @@ def test_outputs_and_checkpoint_cleanup(study_run):
     assert weights[best.number] and sum(weights.values()) == 1, weights
 
 
-def test_resume_adds_trials_and_a_hung_trial_is_killed_and_failed(study_run):
+def test_resume_adds_a_trial_and_a_hung_trial_is_killed_and_failed(study_run):
     second = study_run["second"]
     assert second.returncode == 0, second.stdout[-4000:]
     trials = _study(study_run).trials
-    assert len(trials) == 6  # resumed: same study, two more trials
-    hung, after = trials[4], trials[5]
+    assert len(trials) == 5  # resumed: same study, one more trial
+    hung = trials[4]
     assert hung.state == TrialState.FAIL
     assert f"time limit of {HANG_LIMIT} s" in hung.user_attrs["fail_reason"]
-    assert HANG_LIMIT <= hung.user_attrs["duration_s"] < HANG_LIMIT + 30
-    assert not Path(f"/proc/{study_run['frozen_pid']}").exists() or \
-        Path(f"/proc/{study_run['frozen_pid']}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    assert after.state in (TrialState.PRUNED, TrialState.COMPLETE)  # the study went on after the kill
+    assert HANG_LIMIT <= hung.user_attrs["duration_s"] < HANG_LIMIT + 20
+    state = Path(f"/proc/{study_run['frozen_pid']}/stat")
+    assert not state.exists() or state.read_text().rsplit(")", 1)[1].split()[0] == "Z"  # the frozen process is gone
+    # the search went on: it finished normally and rewrote its outputs with the failed trial in them
     summary = json.loads((study_run["tmp"] / "out" / "tiny" / "summary.json").read_text())
-    assert summary["n_trials_total"] == 6 and summary["n_trials_this_run"] == 2 and summary["states"]["FAIL"] == 1
-    assert "FAIL" in (study_run["tmp"] / "out" / "tiny" / "trials.md").read_text()
+    assert summary["n_trials_total"] == 5 and summary["n_trials_this_run"] == 1 and summary["states"]["FAIL"] == 1
+    assert "killed after the trial time limit" in (study_run["tmp"] / "out" / "tiny" / "trials.md").read_text()
 
 
 def test_best_config_round_trips_into_training(study_run, tmp_path):

@@ -272,7 +272,8 @@ def _shares(n_trials: int | None, n_workers: int) -> list[int | None]:
 
 
 def run_search(spec: RunSpec, *, n_trials: int | None, n_workers: int = 1, resume: bool = False,
-               gpus: list[str] | None = None, enqueue: list[dict] | None = None) -> dict[str, Any]:
+               gpus: list[str] | None = None, enqueue: list[dict] | None = None,
+               baseline: dict | None = None) -> dict[str, Any]:
     """Create/resume the study, run it with `n_workers` processes, write tables/plots/best config. Returns a summary."""
     import optuna
     from optuna.trial import TrialState
@@ -281,8 +282,10 @@ def run_search(spec: RunSpec, *, n_trials: int | None, n_workers: int = 1, resum
     spec.study_dir.mkdir(parents=True, exist_ok=True)
     study = create_or_load_study(spec, resume=resume)
     n_existing = len(study.trials)
+    if baseline:  # the fixed config's own values: measured once per study
+        study.enqueue_trial(baseline, skip_if_exists=True, user_attrs={"baseline": True})
     for params in enqueue or []:
-        study.enqueue_trial(params, skip_if_exists=True)
+        study.enqueue_trial(params)
     spec_path = spec.save(spec.study_dir / "run_spec.json")
     log.info("study '%s' (%s, %s, objective %s): %d trials already, running %s more with %d worker(s)",
              spec.study_name, describe_storage(spec.storage), spec.search_mode, spec.objective, n_existing,
