@@ -186,6 +186,6 @@ def test_process_pool_path_equals_in_process_path():
     gts = [p[: len(p) // 2] + "六" + p[len(p) // 2 + 2:] if p else "七" for p in preds]
     pooled = score_pairs(preds, gts, workers=2, min_chars_for_processes=1000)
     local = score_pairs(preds, gts, workers=1)
-    for name in ("lev", "indel", "bag_tp", "sub", "dele", "ins", "st_sub", "len_p", "len_g"):
+    for name in ("lev", "indel", "bag_tp", "sub", "dele", "ins", "len_p", "len_g"):
         assert getattr(pooled, name).tolist() == getattr(local, name).tolist(), name
     assert pooled.confusions == local.confusions and pooled.loops == local.loops

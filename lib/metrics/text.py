@@ -42,7 +42,7 @@ from rapidfuzz.distance import Indel, Levenshtein
 from lib.metrics.normalization import DEFAULT_PROFILE, normalize, t2s
 
 __all__ = ["cer", "cer_clipped", "ned", "bag_f1", "lcs_f1", "exact_match", "seal_ned", "error_anatomy",
-           "repetition_loop", "is_st_confusion", "PairBatch", "score_pairs", "LOOP_MIN_REPEATS", "LOOP_MAX_UNIT"]
+           "repetition_loop", "is_st_confusion", "st_confusions", "PairBatch", "score_pairs", "LOOP_MIN_REPEATS", "LOOP_MAX_UNIT"]
 
 LOOP_MIN_REPEATS = 5
 LOOP_MAX_UNIT = 32
@@ -128,6 +128,11 @@ def _t2s_char(ch: str) -> str:
     return t2s(ch)
 
 
+def st_confusions(confusions: Counter) -> int:
+    """Number of substitutions whose (gt, pred) characters become equal under t2s, from a confusion counter."""
+    return sum(n for k, n in confusions.items() if _t2s_char(k[0]) == _t2s_char(k[1]))
+
+
 def is_st_confusion(gt_char: str, pred_char: str) -> bool:
     """True when two different characters become equal under OpenCC t2s (a Traditional/Simplified variant error)."""
     return gt_char != pred_char and _t2s_char(gt_char) == _t2s_char(pred_char)
@@ -166,7 +171,8 @@ def error_anatomy(pred: str | None, gt: str | None, profile: str | None = DEFAUL
     """Substitutions / deletions / insertions and the substitution pairs of one sample (see module docstring)."""
     batch = score_pairs([pred], [gt], profile=profile, anatomy=True, workers=1)
     return {"substitutions": int(batch.sub[0]), "deletions": int(batch.dele[0]), "insertions": int(batch.ins[0]),
-            "confusions": {(k[0], k[1]): v for k, v in batch.confusions.items()}, "st_confusions": int(batch.st_sub[0]),
+            "confusions": {(k[0], k[1]): v for k, v in batch.confusions.items()},
+            "st_confusions": st_confusions(batch.confusions),
             "repetition_loop": batch.loops.get(0)}
 
 
@@ -183,7 +189,6 @@ class PairBatch:
     sub: np.ndarray
     dele: np.ndarray
     ins: np.ndarray
-    st_sub: np.ndarray
     exact: np.ndarray
     confusions: Counter = field(default_factory=Counter)  # gt_char + pred_char (a 2-character string) -> count
     loops: dict = field(default_factory=dict)  # index -> repetition_loop() result
@@ -220,15 +225,16 @@ def _batched_distance(P: list[str], G: list[str], scorer, workers: int, scale: f
 
 
 def _anatomy_one(p: str, g: str, confusions: Counter):
-    """Returns (lev, S, D, I, bag overlap, S/T substitutions, longest inserted/substituted block in p).
+    """Returns (lev, S, D, I, bag overlap, longest inserted/substituted block in p); adds substitution pairs to
+    `confusions` (S/T variants are counted from it, once per distinct pair: st_confusions).
     lev = len(editops): one banded editops call replaces a separate distance computation."""
     lp, lg = len(p), len(g)
     if p == g:
-        return 0, 0, 0, 0, lg, 0, 0
+        return 0, 0, 0, 0, lg, 0
     if lp == 0:
-        return lg, 0, lg, 0, 0, 0, 0
+        return lg, 0, lg, 0, 0, 0
     if lg == 0:
-        return lp, 0, 0, lp, 0, 0, lp
+        return lp, 0, 0, lp, 0, lp
     # score_hint only picks rapidfuzz's banded implementation (it widens the band as needed); the result is exact
     # lev >= |lp - lg|, so a length gap (a repetition loop, a truncated page) raises the hint
     ops = Levenshtein.editops(g, p, score_hint=max(32, max(lp, lg) * 6 // 100, 2 * abs(lp - lg))).as_list()
@@ -240,24 +246,20 @@ def _anatomy_one(p: str, g: str, confusions: Counter):
     matched = lg - s - de
     extra = 0
     if (s or de) and (s or i):  # multiset overlap of the unmatched characters of both sides
-        rg = Counter([x[0] for x in pairs]) if s else Counter()
-        rp = Counter([x[1] for x in pairs]) if s else Counter()
-        if de:
-            rg.update([g[a] for a in dels])
-        if i:
-            rp.update([p[b] for b in inss])
-        extra = sum((rg & rp).values())
-    st = 0
+        rg = Counter([x[0] for x in pairs] + [g[a] for a in dels])
+        rp = Counter([x[1] for x in pairs] + [p[b] for b in inss])
+        extra = sum(min(rg[c], rp[c]) for c in rg.keys() & rp.keys())
     if pairs:
         confusions.update(pairs)
-        st = sum(1 for x in pairs if _t2s_char(x[0]) == _t2s_char(x[1]))
     longest = 0
     if s + i >= LOOP_MIN_REPEATS - 1:  # longest run of consecutive prediction positions that are not matches
-        pos = np.fromiter(sorted([b for _, b in rep] + inss), dtype=np.int64, count=s + i)
-        breaks = np.flatnonzero(np.diff(pos) != 1)
-        edges = np.concatenate(([-1], breaks, [pos.size - 1]))
-        longest = int(np.diff(edges).max())
-    return len(ops), s, de, i, matched + extra, st, longest
+        pos = sorted([b for _, b in rep] + inss)
+        run = longest = 1
+        for x, y in zip(pos, pos[1:]):
+            run = run + 1 if y == x + 1 else 1
+            if run > longest:
+                longest = run
+    return len(ops), s, de, i, matched + extra, longest
 
 
 def _score_chunk(preds: Sequence, gts: Sequence, profile: str | None, anatomy: bool, both_empty: float,
@@ -272,14 +274,13 @@ def _score_chunk(preds: Sequence, gts: Sequence, profile: str | None, anatomy: b
     sub = np.zeros(n, np.int64)
     dele = np.zeros(n, np.int64)
     ins = np.zeros(n, np.int64)
-    st_sub = np.zeros(n, np.int64)
     bag_tp = np.zeros(n, np.int64)
     confusions: Counter = Counter()
     loops = {}
     if anatomy:
         for k in range(n):
-            d, s, de, i, tp, st, longest = _anatomy_one(P[k], G[k], confusions)
-            lev[k], sub[k], dele[k], ins[k], bag_tp[k], st_sub[k] = d, s, de, i, tp, st
+            d, s, de, i, tp, longest = _anatomy_one(P[k], G[k], confusions)
+            lev[k], sub[k], dele[k], ins[k], bag_tp[k] = d, s, de, i, tp
             if longest >= LOOP_MIN_REPEATS - 1:
                 loop = repetition_loop(P[k], G[k])
                 if loop:
@@ -291,12 +292,12 @@ def _score_chunk(preds: Sequence, gts: Sequence, profile: str | None, anatomy: b
             elif len_p[k] and len_g[k]:
                 bag_tp[k] = sum((Counter(P[k]) & Counter(G[k])).values())
     exact = (lev == 0).astype(np.int64)
-    return PairBatch(len_p, len_g, lev, indel, bag_tp, sub, dele, ins, st_sub, exact, confusions, loops, anatomy)
+    return PairBatch(len_p, len_g, lev, indel, bag_tp, sub, dele, ins, exact, confusions, loops, anatomy)
 
 
 def _merge(batches: list[PairBatch], offsets: list[int]) -> PairBatch:
     cat = {name: np.concatenate([getattr(b, name) for b in batches]) for name in
-           ("len_p", "len_g", "lev", "indel", "bag_tp", "sub", "dele", "ins", "st_sub", "exact")}
+           ("len_p", "len_g", "lev", "indel", "bag_tp", "sub", "dele", "ins", "exact")}
     conf: Counter = Counter()
     loops = {}
     for b, off in zip(batches, offsets):
