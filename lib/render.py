@@ -196,7 +196,63 @@ def _face_name(ttfont) -> str:
     return family
 
 
-def _scan_dirs(dirs: Iterable[str], source: str) -> list[FontInfo]:
+_INDEX_VERSION = 1
+
+
+def _index_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gemma_ocr" / f"font_index_v{_INDEX_VERSION}.json"
+
+
+def _load_index() -> dict:
+    import json
+
+    try:
+        return json.loads(_index_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_index(index: dict) -> None:
+    import json
+    import tempfile
+
+    p = _index_path()
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(index, fh)
+        os.replace(tmp, p)
+    except OSError:  # a read-only home only costs the rescan next time
+        pass
+
+
+def _file_faces(p: Path, index: dict) -> list[dict]:
+    """The usable CJK faces of one font file, from the on-disk index when the file is unchanged (size, mtime):
+    reading names and cmaps of every system font takes seconds, a lookup microseconds."""
+    st = p.stat()
+    key = str(p)
+    stamp = [st.st_size, st.st_mtime_ns]
+    hit = index.get(key)
+    if hit and hit.get("stamp") == stamp:
+        return hit["faces"]
+    faces = []
+    for idx, family, variable in _faces(key):
+        kind = _classify(family)
+        if kind is None or "mono" in family.lower() or "mbe" in family.lower():
+            continue  # Mono / MBE variants duplicate the main faces
+        region = _region_scripts(family)
+        scripts = [s for s in SCRIPTS if (region is None or s in region) and font_covers(key, _PROBE[s], idx)]
+        if scripts:
+            faces.append({"index": idx, "name": family, "kind": kind, "scripts": scripts, "variable": variable})
+    index[key] = {"stamp": stamp, "faces": faces}
+    index["_dirty"] = True
+    return faces
+
+
+def _scan_dirs(dirs: Iterable[str], source: str, index: dict | None = None) -> list[FontInfo]:
+    index = {} if index is None else index
     found: list[FontInfo] = []
     for d in dirs:
         root = Path(os.path.expanduser(d))
@@ -205,28 +261,26 @@ def _scan_dirs(dirs: Iterable[str], source: str) -> list[FontInfo]:
         for p in sorted(root.rglob("*")):
             if p.suffix.lower() not in _FONT_SUFFIXES or not p.is_file():
                 continue
-            for idx, family, variable in _faces(str(p)):
-                kind = _classify(family)
-                if kind is None or "mono" in family.lower() or "mbe" in family.lower():
-                    continue  # Mono / MBE variants duplicate the main faces
-                region = _region_scripts(family)
-                scripts = tuple(s for s in SCRIPTS if (region is None or s in region)
-                                and font_covers(str(p), _PROBE[s], idx))
-                if scripts:
-                    found.append(FontInfo(path=str(p), name=family, kind=kind, index=idx, scripts=scripts, source=source,
-                                          weight=DEFAULT_WEIGHT if variable else None))
+            for f in _file_faces(p, index):
+                found.append(FontInfo(path=str(p), name=f["name"], kind=f["kind"], index=f["index"],
+                                      scripts=tuple(f["scripts"]), source=source,
+                                      weight=DEFAULT_WEIGHT if f["variable"] else None))
     return found
 
 
 @functools.lru_cache(maxsize=None)
 def _all_fonts() -> tuple[FontInfo, ...]:
+    index = _load_index()
+    index.pop("_dirty", None)
     fonts: list[FontInfo] = []
     pdir = pypi_font_dir()
     if pdir is not None:
-        fonts += _scan_dirs([str(pdir)], "pypi")
+        fonts += _scan_dirs([str(pdir)], "pypi", index)
     extra = [d for d in os.environ.get("GEMMA_OCR_FONT_DIRS", "").split(os.pathsep) if d]
-    fonts += _scan_dirs(extra, "env")
-    fonts += _scan_dirs(_SYSTEM_DIRS, "system")
+    fonts += _scan_dirs(extra, "env", index)
+    fonts += _scan_dirs(_SYSTEM_DIRS, "system", index)
+    if index.pop("_dirty", False):
+        _save_index(index)
     seen, unique = set(), []
     for f in fonts:
         key = (os.path.realpath(f.path), f.index)

@@ -64,3 +64,15 @@ def test_uncovered_text_is_refused(hant_fonts):
 def test_vertical_line_is_tall(hant_fonts):
     img = render.render_text_line("臺北市政府", hant_fonts[0], 30, vertical=True)
     assert img.height > 3 * img.width
+
+
+def test_font_index_is_used_while_the_file_is_unchanged_and_rebuilt_when_it_changes():
+    pdir = render.pypi_font_dir()
+    index = {}
+    fonts = render._scan_dirs([str(pdir)], "pypi", index)
+    tc = next(f for f in fonts if f.name == "Noto Sans TC")
+    entry = index[tc.path]
+    entry["faces"][0]["name"] = "From the index"
+    assert "From the index" in [f.name for f in render._scan_dirs([str(pdir)], "pypi", index)]
+    entry["stamp"] = [0, 0]  # as if the font file had changed on disk
+    assert "Noto Sans TC" in [f.name for f in render._scan_dirs([str(pdir)], "pypi", index)]
