@@ -295,17 +295,20 @@ def compose_document(doc_index: int, seed: int, cfg: SynthConfig, fonts: dict[st
                 w.y += th + int(body_px * 0.8)
                 table_drawn = True
 
-    # Copies.
+    # Copies, kept on one page with the signature block below them (a closing page never holds a seal alone).
+    sig_h = pt(30) * 2
+    has_signature = rng.random() < cfg.p_signature
+    has_seal = rng.random() < cfg.p_seal and bool(cfg.seal_shapes)
+    copies_h = int(len(doc.copies) * (small_px + 1) * 1.45)
+    if not w.fits(copies_h + (sig_h if has_signature or has_seal else 0)):
+        w.new_page()
     for line in doc.copies:
         w.paragraph(line, small_px + 1, ml, hang=line.split("：")[0] + "：", spacing=1.45, tags=["copies"])
 
     # Signature block and seals on the last page.
-    sig_h = pt(30) * 2
-    if not w.fits(sig_h):
-        w.new_page()
     page = w.page
     sig_box = None
-    if rng.random() < cfg.p_signature:
+    if has_signature:
         s_px = pt(rng.choice([22, 24, 26, 28]))
         sfont = render.load_font(sign_font, s_px)
         title, name = doc.signer_title, doc.signer_name
@@ -343,7 +346,7 @@ def compose_document(doc_index: int, seed: int, cfg: SynthConfig, fonts: dict[st
         target_page["tags"].update(tags)
         seal_texts.append((target_page, gt))
 
-    if rng.random() < cfg.p_seal and cfg.seal_shapes:
+    if has_seal:
         shape = rng.choice(cfg.seal_shapes)
         stext, centre = C.seal_text(rng, doc.seal_agency, shape, doc.signer_name)
         if cfg.script == "hans":
