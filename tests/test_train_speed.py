@@ -2,7 +2,8 @@
 
 - chunked label-only cross-entropy == full-logits cross-entropy (value and gradients; with Gemma softcapping too),
 - `label_only_loss` on a tiny Gemma 3 VLM with LoRA == the model's own loss, same LoRA gradients,
-- the frozen vision tower runs without autograd (no graph through it) and the loss/gradients do not change,
+- the frozen vision tower runs without autograd (no graph through it) and the loss/gradients do not change, nor
+  do they with the sync-free image-token mask,
 - the length-grouped sampler and pad-to-multiple collation keep every sample exactly once per epoch.
 """
 
@@ -12,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from lib.train.speed import chunked_label_ce, label_only_loss, no_grad_frozen_vision  # noqa: E402
+from lib.train.speed import chunked_label_ce, label_only_loss, no_grad_frozen_vision, no_sync_placeholder_mask  # noqa: E402
 
 
 @pytest.mark.parametrize("softcap", [None, 30.0])
@@ -97,6 +98,7 @@ def test_label_only_loss_and_frozen_vision_match_model_loss():
     base = model.get_base_model()
     feats = base.model.get_image_features(inputs["pixel_values"]).pooler_output
     assert not feats.requires_grad  # no graph through the vision tower
+    assert no_sync_placeholder_mask(model) is True  # image-token mask without host-side checks: same numbers
     got2 = label_only_loss(model, inputs)
     got2.backward()
     g2 = _grads(model)

@@ -22,7 +22,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["chunked_label_ce", "loss_index_of", "label_only_loss", "no_grad_frozen_vision", "compile_layers", "base_model_of"]
+__all__ = ["chunked_label_ce", "loss_index_of", "label_only_loss", "no_grad_frozen_vision", "no_sync_placeholder_mask",
+           "compile_layers", "base_model_of"]
 
 
 class _ChunkedCE(torch.autograd.Function):
@@ -176,6 +177,29 @@ def no_grad_frozen_vision(model) -> bool:
 
     get_image_features._no_grad_wrapped = True
     inner.get_image_features = get_image_features
+    return True
+
+
+def no_sync_placeholder_mask(model) -> bool:
+    """Replace the model's `get_placeholder_mask` with one that does not read a GPU value on the host.
+
+    transformers' Gemma 3 version formats an error message containing a GPU tensor and checks the image-token count
+    with a host-side assert on every forward - two device syncs per step that stop the CPU from queueing work ahead
+    of the GPU. The processor already expands each image placeholder to exactly the model's image-token count, so
+    the mask alone is enough. Returns whether the model had such a method."""
+    base = base_model_of(model)
+    inner = getattr(base, "model", base)
+    if not hasattr(inner, "get_placeholder_mask") or type(inner).__name__ != "Gemma3Model":
+        return False
+    image_token_id = base.config.image_token_id
+
+    def get_placeholder_mask(input_ids, inputs_embeds, image_features=None, **_):
+        if input_ids is None:  # embeddings given: fall back to the original (comparison with the image embedding)
+            return type(inner).get_placeholder_mask(inner, input_ids, inputs_embeds=inputs_embeds,
+                                                    image_features=image_features)
+        return (input_ids == image_token_id).unsqueeze(-1).to(inputs_embeds.device)
+
+    inner.get_placeholder_mask = get_placeholder_mask
     return True
 
 

@@ -248,6 +248,9 @@ def _training_arguments(args: SFTArgs, has_eval: bool):
         gradient_checkpointing_kwargs={"use_reentrant": False} if args.gradient_checkpointing else None,
         remove_unused_columns=False, prediction_loss_only=True, dataloader_num_workers=args.dataloader_num_workers,
         disable_tqdm=True, save_only_model=False,
+        # no per-step host<->device syncs (docs/GPU.md): a NaN/inf check of every loss and blocking batch copies
+        # would make the CPU wait for the GPU each step instead of queueing the next one
+        logging_nan_inf_filter=False, accelerator_config={"non_blocking": True},
     )
 
 
@@ -321,6 +324,7 @@ def _apply_speed_options(trainer: OCRTrainer, args: SFTArgs, printer=print) -> N
 
     if args.vision_no_grad and speed.no_grad_frozen_vision(trainer.model):
         printer("vision tower + projector frozen: run without autograd (vision_no_grad)")
+    speed.no_sync_placeholder_mask(trainer.model)
     if args.compile_layers:
         printer(f"torch.compile: {speed.compile_layers(trainer.model)} layers (compile_layers)")
 
