@@ -42,7 +42,12 @@ def main(args: BenchSynthArgs) -> dict:
     root = Path(__file__).resolve().parents[2]
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     fonts = render.find_cjk_fonts("hant")
-    print(f"machine: {platform.processor() or platform.machine()}, {cpus} usable CPU(s) of {os.cpu_count()}, "
+    model = platform.processor() or platform.machine()
+    try:
+        model = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print(f"machine: {model}, {cpus} usable CPU(s) of {os.cpu_count()}, "
           f"python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}")
     print(f"fonts ({len(fonts)}): {', '.join(f.short for f in fonts)}")
     rows = []
