@@ -265,14 +265,16 @@ def _teds(pred, gt, structure_only: bool, profile, time_limit_s) -> float:
 
 def teds(pred_html: str, gt_html: str, structure_only: bool = False, profile: str | None = "standard",
          time_limit_s: float | None = DEFAULT_TIME_LIMIT_S) -> float:
-    """TEDS in [0, 1] between two tables (HTML or Markdown). Raises TableParseError for input without a table and
-    TableTimeout past the time limit; scoring turns those into counts."""
+    """TEDS = 1 − TED(pred, gt) / max(|pred|, |gt|) over table→tr→td trees (APTED; insert/delete 1; rename 1 if tags
+    or colspan/rowspan differ, else normalized Levenshtein of the cell texts normalized with `profile`); th ≡ td,
+    thead/tbody/tfoot unwrapped, other attributes dropped, Markdown converted to HTML. Raises TableParseError for
+    input without a table and TableTimeout past the CPU-time limit; scoring turns those into counts."""
     return _teds(pred_html, gt_html, structure_only, profile, time_limit_s)
 
 
 def teds_s(pred_html: str, gt_html: str, profile: str | None = "standard",
            time_limit_s: float | None = DEFAULT_TIME_LIMIT_S) -> float:
-    """TEDS-S: structure only (cell contents ignored, spans kept)."""
+    """TEDS-S = TEDS with rename cost 0 between two cells of equal colspan/rowspan (structure only)."""
     return _teds(pred_html, gt_html, True, profile, time_limit_s)
 
 
