@@ -108,7 +108,8 @@ def lcs_f1(pred: str | None, gt: str | None, profile: str | None = DEFAULT_PROFI
 
 
 def seal_ned(pred: str | None, gt: str | None, profile: str | None = DEFAULT_PROFILE) -> float:
-    """Rotation-invariant NED for circular seal text: min over every cyclic shift of the prediction."""
+    """Rotation-invariant NED for circular seal text: min over k of lev(p[k:] + p[:k], g) / max(|p|, |g|) (every cyclic
+    shift of the prediction's arc text); 0.0 when both are empty."""
     p, g = _norm(pred, profile), _norm(gt, profile)
     m = max(len(p), len(g))
     if m == 0:
