@@ -3,7 +3,7 @@
 import importlib
 from collections import Counter
 
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import Indel, Levenshtein
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -70,6 +70,7 @@ def test_batch_agrees_with_definitions(pairs, profile):
     for k, (p, g) in enumerate(pairs):
         pn, gn = normalize(p, profile), normalize(g, profile)
         assert b.lev[k] == Levenshtein.distance(pn, gn)
+        assert b.indel[k] == Indel.distance(pn, gn)
         assert b.sub[k] + b.dele[k] + b.ins[k] == b.lev[k]
         assert b.ins[k] - b.dele[k] == len(pn) - len(gn)
         assert b.bag_tp[k] == sum((Counter(pn) & Counter(gn)).values())

@@ -270,7 +270,7 @@ def _score_chunk(preds: Sequence, gts: Sequence, profile: str | None, anatomy: b
     n = len(P)
     len_p = np.fromiter(map(len, P), dtype=np.int64, count=n)
     len_g = np.fromiter(map(len, G), dtype=np.int64, count=n)
-    indel = _batched_distance(P, G, Indel.distance, workers, scale=2.0)
+    indel = np.zeros(n, np.int64) if anatomy else _batched_distance(P, G, Indel.distance, workers, scale=2.0)
     lev = np.zeros(n, np.int64) if anatomy else _batched_distance(P, G, Levenshtein.distance, workers)
     sub = np.zeros(n, np.int64)
     dele = np.zeros(n, np.int64)
@@ -280,8 +280,14 @@ def _score_chunk(preds: Sequence, gts: Sequence, profile: str | None, anatomy: b
     loops = {}
     if anatomy:
         for k in range(n):
-            d, s, de, i, tp, longest = _anatomy_one(P[k], G[k], confusions)
+            p, g = P[k], G[k]
+            d, s, de, i, tp, longest = _anatomy_one(p, g, confusions)
             lev[k], sub[k], dele[k], ins[k], bag_tp[k] = d, s, de, i, tp
+            if d:
+                # The Levenshtein alignment's matches are a common subsequence, so Indel = |p|+|g|-2·LCS <= lev + S:
+                # a tight, always-valid cutoff for rapidfuzz's banded LCS (exact; recomputed if it were exceeded).
+                x = Indel.distance(p, g, score_cutoff=d + s)
+                indel[k] = x if x <= d + s else Indel.distance(p, g)
             if longest >= LOOP_MIN_REPEATS - 1:
                 loop = repetition_loop(P[k], G[k])
                 if loop:
