@@ -44,7 +44,7 @@ class BenchSearchArgs:
     search_mode: str = field("bayesian", help="sampler")
     trial_timeout: int = field(1800, help="per-trial limit, seconds")
     search_timeout: int | None = field(None, help="start no new trial after this many seconds")
-    max_new_tokens: int = field(20, help="generation limit for the test evaluation")
+    max_new_tokens: int = field(10, help="generation limit for the test evaluation")
     batch_size: int = field(64, help="evaluation batch size")
     n_bootstrap: int = field(2000, help="bootstrap resamples for CIs")
 
@@ -90,12 +90,18 @@ def main(args: BenchSearchArgs) -> dict:
     base_model = default.user_attrs["training_config"]["model_name"]
     results = {}
     for name, trial in (("default", default), ("best", best)):
-        adapter = Path(trial.user_attrs["output_dir"]) / "lora"
+        trial_dir = Path(trial.user_attrs["output_dir"])
+        if (trial_dir / "lora").is_dir():  # LoRA: base model + adapter
+            final = trial_dir / "lora"
+            model_args = ["--model-name", base_model, "--adapter_path", str(final)]
+        else:  # full fine-tuning: the saved model itself
+            final = trial_dir / "model"
+            model_args = ["--model-name", str(final)]
         out = work / f"test_{name}.json"
-        _run([sys.executable, "core/evaluate.py", "--mode", "hf", "--model-name", base_model, "--adapter_path",
-              str(adapter), "--prompt-config", str(adapter / "ocr_prompt.yml"), "--data-file", str(data / "test.json"),
-              "--output-file", str(out), "--max-new-tokens", str(args.max_new_tokens), "--batch-size",
-              str(args.batch_size), "--n_bootstrap", str(args.n_bootstrap)], work / f"eval_{name}.log")
+        _run([sys.executable, "core/evaluate.py", "--mode", "hf", *model_args, "--prompt-config",
+              str(final / "ocr_prompt.yml"), "--data-file", str(data / "test.json"), "--output-file", str(out),
+              "--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.batch_size),
+              "--n_bootstrap", str(args.n_bootstrap)], work / f"eval_{name}.log")
         results[name] = json.loads(out.read_text(encoding="utf-8"))
     cmp = paired_comparison(results["default"], results["best"], metric="cer", n_bootstrap=args.n_bootstrap)
 

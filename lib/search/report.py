@@ -40,6 +40,8 @@ def _fmt(v: Any) -> str:
         return ""
     if isinstance(v, float):
         return f"{v:.6g}"
+    if isinstance(v, list) and all(isinstance(x, float) for x in v):
+        return "[" + ", ".join(f"{x:.6g}" for x in v) + "]"
     if isinstance(v, (list, dict)):
         return json.dumps(v, ensure_ascii=False)
     return str(v)
@@ -83,7 +85,8 @@ def write_trial_table(study: Any, out_dir: str | Path) -> tuple[Path, Path]:
     csv_path = out_dir / "trials.csv"
     csv_path.write_text(buf.getvalue(), encoding="utf-8")
     md_cols = [c for c in cols if c != "output_dir"]
-    metric = study.user_attrs.get("search", {}).get("metric", "value")
+    settings = study.user_attrs.get("search", {})
+    metric = settings.get("objective") or settings.get("metric", "value")
     lines = [f"# Study `{study.study_name}` — objective: {metric}", ""]
     try:
         best = study.best_trial
