@@ -33,7 +33,7 @@ from lib.metrics.normalization import DEFAULT_PROFILE, PROFILES, check_profile, 
 from lib.metrics.registry import get_metric
 from lib.metrics.tables import (DEFAULT_TIME_LIMIT_S, TableParseError, TableTimeout, has_table, looks_like_table,
                                 parse_table, table_cell_text, tree_edit_distance)
-from lib.metrics.text import PairBatch, is_st_confusion, score_pairs, seal_ned, st_confusions
+from lib.metrics.text import PairBatch, is_st_confusion, score_pairs, seal_ned
 
 __all__ = ["score_result_file", "paired_comparison", "score_texts", "HEADLINE_METRICS", "PER_SAMPLE_METRICS"]
 
@@ -130,11 +130,11 @@ def _anatomy(idx: np.ndarray, b: PairBatch, samples: list[dict], positions: np.n
     subs, dels, ins = int(b.sub[idx].sum()), int(b.dele[idx].sum()), int(b.ins[idx].sum())
     edits = int(b.lev[idx].sum())
     chars = int(b.len_g[idx].sum())
-    st = st_confusions(b.confusions)  # corpus-level: the confusion counter covers the whole batch
+    st = b.st_total  # corpus-level: counted over the whole batch
     empty = int(((b.len_p[idx] == 0) & (b.len_g[idx] > 0)).sum())
     members = set(idx.tolist())
     loops = [(k, v) for k, v in sorted(b.loops.items()) if k in members]
-    top = [[k[0], k[1], c, is_st_confusion(k[0], k[1])] for k, c in b.confusions.most_common(_TOP_CONFUSIONS)]
+    top = [[g, p, c, is_st_confusion(g, p)] for g, p, c in b.top_confusions(_TOP_CONFUSIONS)]
     return {
         "substitutions": subs, "deletions": dels, "insertions": ins,
         "substitution_rate": _micro(subs, chars) if chars else 0.0,

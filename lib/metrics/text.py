@@ -173,7 +173,7 @@ def error_anatomy(pred: str | None, gt: str | None, profile: str | None = DEFAUL
     batch = score_pairs([pred], [gt], profile=profile, anatomy=True, workers=1)
     return {"substitutions": int(batch.sub[0]), "deletions": int(batch.dele[0]), "insertions": int(batch.ins[0]),
             "confusions": {(k[0], k[1]): v for k, v in batch.confusions.items()},
-            "st_confusions": st_confusions(batch.confusions),
+            "st_confusions": batch.st_total,
             "repetition_loop": batch.loops.get(0)}
 
 
@@ -191,9 +191,25 @@ class PairBatch:
     dele: np.ndarray
     ins: np.ndarray
     exact: np.ndarray
-    confusions: Counter = field(default_factory=Counter)  # gt_char + pred_char (a 2-character string) -> count
+    conf_keys: np.ndarray  # substitution pairs, encoded ord(gt_char) << 21 | ord(pred_char), distinct
+    conf_counts: np.ndarray  # how often each pair occurs
+    st_total: int  # substitutions that are Traditional/Simplified variants (see st_confusions)
     loops: dict = field(default_factory=dict)  # index -> repetition_loop() result
     anatomy: bool = True
+
+    @property
+    def confusions(self) -> Counter:
+        """gt_char + pred_char (a 2-character string) -> count."""
+        return Counter({chr(int(k) >> 21) + chr(int(k) & 0x1FFFFF): int(c)
+                        for k, c in zip(self.conf_keys, self.conf_counts)})
+
+    def top_confusions(self, k: int) -> list[tuple[str, str, int]]:
+        """The k most frequent substitution pairs (gt_char, pred_char, count); ties by code point."""
+        if self.conf_keys.size == 0:
+            return []
+        order = np.lexsort((self.conf_keys, -self.conf_counts))[:k]
+        return [(chr(int(self.conf_keys[i]) >> 21), chr(int(self.conf_keys[i]) & 0x1FFFFF), int(self.conf_counts[i]))
+                for i in order]
 
 
 def _batched_distance(P: list[str], G: list[str], scorer, workers: int, scale: float = 1.0) -> np.ndarray:
@@ -299,18 +315,26 @@ def _score_chunk(preds: Sequence, gts: Sequence, profile: str | None, anatomy: b
             elif len_p[k] and len_g[k]:
                 bag_tp[k] = sum((Counter(P[k]) & Counter(G[k])).values())
     exact = (lev == 0).astype(np.int64)
-    return PairBatch(len_p, len_g, lev, indel, bag_tp, sub, dele, ins, exact, confusions, loops, anatomy)
+    conf_keys = np.fromiter(((ord(k[0]) << 21) | ord(k[1]) for k in confusions), dtype=np.uint64,
+                            count=len(confusions))
+    conf_counts = np.fromiter(confusions.values(), dtype=np.int64, count=len(confusions))
+    return PairBatch(len_p, len_g, lev, indel, bag_tp, sub, dele, ins, exact, conf_keys, conf_counts,
+                     st_confusions(confusions), loops, anatomy)
 
 
 def _merge(batches: list[PairBatch], offsets: list[int]) -> PairBatch:
     cat = {name: np.concatenate([getattr(b, name) for b in batches]) for name in
            ("len_p", "len_g", "lev", "indel", "bag_tp", "sub", "dele", "ins", "exact")}
-    conf: Counter = Counter()
+    keys = np.concatenate([b.conf_keys for b in batches])
+    counts = np.concatenate([b.conf_counts for b in batches])
+    if keys.size:  # the same pair may come from several chunks: add their counts (vectorised, no dict merge)
+        keys, inverse = np.unique(keys, return_inverse=True)
+        counts = np.bincount(inverse.ravel(), weights=counts, minlength=keys.size).astype(np.int64)
     loops = {}
     for b, off in zip(batches, offsets):
-        conf.update(b.confusions)
         loops.update({k + off: v for k, v in b.loops.items()})
-    return PairBatch(**cat, confusions=conf, loops=loops, anatomy=batches[0].anatomy if batches else True)
+    return PairBatch(**cat, conf_keys=keys, conf_counts=counts, st_total=sum(b.st_total for b in batches),
+                     loops=loops, anatomy=batches[0].anatomy if batches else True)
 
 
 _POOL_DATA: tuple = ()  # (preds, gts) inherited by forked workers
