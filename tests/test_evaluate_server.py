@@ -40,10 +40,10 @@ def journal_lines(path):
 @pytest.mark.parametrize("mode", ["vllm", "vllm_stream"])
 def test_faults_are_retried_and_every_sample_is_evaluated_once(tmp_path, mode):
     data = make_png_dataset(tmp_path, 40, jpg_named_png=2)
-    faults = FaultPlan(rate=0.3, delay_s=0.8, seed=3)
+    faults = FaultPlan(rate=0.3, delay_s=1.2, seed=3)
     with StubServer(table_responder(label_table(data)), faults=faults) as srv:
         out = tmp_path / "r.json"
-        res = run_eval(data, out, srv.base_url, "--mode", mode, "--workers", "6", "--timeout", "0.4",
+        res = run_eval(data, out, srv.base_url, "--mode", mode, "--workers", "6", "--timeout", "0.6",
                        "--max-retries", "12")
         injected = {k: srv.stats[f"fault_{k}"] for k in FAULT_KINDS}
     assert sum(injected.values()) >= 8 and all(v > 0 for v in injected.values()), injected
