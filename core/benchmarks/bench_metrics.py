@@ -32,6 +32,8 @@ class BenchMetricsArgs:
     teds_tables: list[str] = field(default_factory=lambda: ["10x10", "20x15"],
                                    help="ROWSxCOLS tables to time TEDS and TEDS-S on (every cell differs by one char)")
     seed: int = field(0, help="random seed of the synthetic data")
+    components: int = field(0, help="also time the per-sample components (normalization, editops anatomy, Indel) on "
+                                     "this many samples in one process (0 = skip)")
     repeats: int = field(1, help="time each configuration this many times (alternating) and report the fastest run: "
                                  "on a shared machine the minimum is the least disturbed measurement")
 
@@ -54,6 +56,35 @@ def _timed(fn, *a, **kw):
     w0, c0 = time.perf_counter(), _cpu()
     out = fn(*a, **kw)
     return time.perf_counter() - w0, _cpu() - c0, out
+
+
+def _components(samples: list[dict], profile: str) -> None:
+    """CPU per sample of each stage of text scoring, in one process (fastest of 3 repetitions)."""
+    import timeit
+    from collections import Counter
+
+    from rapidfuzz.distance import Indel
+
+    from lib.metrics.normalization import normalize
+    from lib.metrics.text import _anatomy_one
+
+    raw = [(s["prediction"], s["label"]) for s in samples]
+    P = [normalize(p, profile) for p, _ in raw]
+    G = [normalize(g, profile) for _, g in raw]
+    anat = [_anatomy_one(p, g, Counter()) for p, g in zip(P, G)]
+
+    def cpu_ms(fn) -> float:
+        return min(timeit.repeat(fn, number=1, repeat=3, timer=time.process_time)) / len(raw) * 1e3
+
+    stages = {
+        "normalize both sides": lambda: [(normalize(p, profile), normalize(g, profile)) for p, g in raw],
+        "editops anatomy (distance, S/D/I, pairs, overlap)": lambda: [_anatomy_one(p, g, Counter())
+                                                                       for p, g in zip(P, G)],
+        "Indel for LCS-F1 (cutoff lev + S)": lambda: [Indel.distance(p, g, score_cutoff=a[0] + a[1])
+                                                      for p, g, a in zip(P, G, anat) if a[0]],
+    }
+    for name, fn in stages.items():
+        print(f"[components/{profile}] {name:<52} {cpu_ms(fn):.3f} ms CPU per sample ({len(raw)} samples)")
 
 
 def make_corpus(n: int, length: int, seed: int, docs: int) -> dict:
@@ -149,6 +180,8 @@ def main(args: BenchMetricsArgs) -> dict:
               f"{cpu_boot - cpu_plain:+.2f}s CPU")
         print(f"[{profile}] {str(args.n_bootstrap) + ' resamples of the 7 headline ratios alone':<44} "
               f"{t_bs:7.2f}s {cpu_bs:7.2f}s   ≤ 10 s")
+    if args.components:
+        _components(corpus["samples"][: args.components], args.profiles[0])
     from lib.metrics.tables import parse_table, teds
 
     for spec in args.teds_tables:
