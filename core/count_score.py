@@ -51,6 +51,13 @@ class CountScoreArgs:
             raise ValueError("--profile needs at least one of: seed, standard, lenient")
         for p in self.profile:
             check_profile(p)
+        if self.compare:
+            from lib.metrics.registry import MetricError, get_metric
+
+            try:
+                get_metric(self.metric)
+            except MetricError as exc:
+                raise ValueError(str(exc)) from None
         if self.n_bootstrap < 0 or self.n_permutations < 0:
             raise ValueError("--n_bootstrap and --n_permutations must be >= 0")
 
@@ -151,9 +158,9 @@ def main(args: CountScoreArgs) -> dict:
 
 
 if __name__ == "__main__":
+    cli_args = parse_args(CountScoreArgs)  # bad flags, profiles or metrics exit 2 with "did you mean ..."
     try:
-        cli_args = parse_args(CountScoreArgs)
-    except Exception as exc:  # ConfigError / ProfileError: say what to fix, exit non-zero
-        print(f"count_score.py: {exc}", file=sys.stderr)
-        sys.exit(2)
-    main(cli_args)
+        main(cli_args)
+    except (ValueError, KeyError, OSError) as exc:  # ResultsError (unreadable file), a sample without a label, ...
+        print(f"count_score.py: error: {exc}", file=sys.stderr)
+        sys.exit(1)
