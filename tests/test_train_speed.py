@@ -112,3 +112,56 @@ def test_no_grad_vision_refused_when_vision_trains():
     base = model.get_base_model()
     next(base.model.vision_tower.parameters()).requires_grad_(True)
     assert no_grad_frozen_vision(model) is False
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_padded_batch_mask_and_loss_equal_single_samples(side, tmp_path):
+    """A padded batch of two different-length samples gives the same summed loss as each sample alone, the image
+    tokens attend to each other both ways inside their image, and with right padding (what the chunked loss uses)
+    no query row is fully masked - left padding leaves pad queries with no key at all."""
+    from lib.data import load_samples
+    from lib.perf import bench_processor, build_gemma3_vlm, write_ocr_workload
+    from lib.prompt import load_prompt
+    from lib.train.args import SFTArgs
+    from lib.train.collator import OCRCollator
+    from lib.train.trainer import apply_peft
+
+    torch.manual_seed(0)
+    proc = bench_processor("tiny")
+    model = apply_peft(build_gemma3_vlm("tiny", proc, dtype=torch.float32), SFTArgs(model_name="x", lora_r=4, lora_alpha=8))
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+    samples = load_samples(write_ocr_workload(tmp_path, 2, min_tokens=10, max_tokens=50, image_size=64, seed=3))
+    collator = OCRCollator(proc, load_prompt(), padding_side=side, pad_to_multiple_of=16)
+    batch = collator(samples)
+    assert batch["input_ids"].shape[1] % 16 == 0
+    pad = batch["attention_mask"] == 0
+    assert pad.any(), "the two samples should need padding"
+    assert bool(pad[:, -1].any()) == (side == "right")
+
+    masks = []
+    layer0 = model.get_base_model().model.language_model.layers[0]
+    hook = layer0.register_forward_pre_hook(lambda m, a, kw: masks.append(kw["attention_mask"]), with_kwargs=True)
+    model.eval()
+    with torch.no_grad():
+        total = label_only_loss(model, dict(batch), num_items_in_batch=1)
+        singles = [label_only_loss(model, dict(collator([s])), num_items_in_batch=1) for s in samples]
+    hook.remove()
+    assert abs(float(total) - float(sum(singles))) < 1e-4 * abs(float(total))
+
+    mask = masks[0]
+    assert mask.dtype == torch.bool and mask.dim() == 4
+    fully_masked = ~mask[:, 0].any(-1)  # [B, T]: query rows that may attend to nothing
+    if side == "right":
+        assert not fully_masked.any()
+    else:
+        assert fully_masked[pad].all() and not fully_masked[~pad].any()
+    tt = batch["token_type_ids"]
+    for b in range(tt.shape[0]):
+        img = (tt[b] == 1).nonzero().squeeze(1)
+        assert len(img) == 16
+        first, last = int(img[0]), int(img[-1])
+        assert mask[b, 0, first, last], "image tokens must see later image tokens (bidirectional block)"
+        assert not mask[b, 0, first - 1, first], "text before the image must not see the image"

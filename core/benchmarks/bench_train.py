@@ -246,6 +246,8 @@ def run_config(shape: str, spec: str, processor, samples, data_path: Path, promp
     trainer.add_callback(timer)
     out = trainer.train()
     secs = timer.seconds()
+    # training health: did any trainable weight become NaN/inf? (checked once, after timing)
+    nonfinite = sum(int(not bool(p.detach().isfinite().all())) for p in trainer.model.parameters() if p.requires_grad)
     tot = recorder.summary(counts, timer.first_record, timer.last_record)
     row.update({
         "steps_timed": timer.steps_timed, "seconds": secs, "s_per_step": secs / max(timer.steps_timed, 1),
@@ -253,7 +255,7 @@ def run_config(shape: str, spec: str, processor, samples, data_path: Path, promp
         "loss_tokens_per_s": tot["loss_tokens"] / secs, "mean_tokens_per_sample": tot["tokens"] / max(tot["sequences"], 1),
         "tflop_per_sample": tot["flops"] / max(tot["sequences"], 1) / 1e12,
         "mfu": tot["flops"] / secs / H100_BF16_PEAK_FLOPS, "peak_gib": timer.peak_gib(),
-        "train_loss": float(out.training_loss), "step_time_median": sorted(timer.step_times)[len(timer.step_times) // 2]
+        "train_loss": float(out.training_loss), "nonfinite_trainable_tensors": nonfinite, "step_time_median": sorted(timer.step_times)[len(timer.step_times) // 2]
         if timer.step_times else float("nan"),
     })
     del trainer, model, recorder, timer

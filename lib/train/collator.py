@@ -51,11 +51,15 @@ def _open(sample_or_image: Any):
 class OCRCollator:
     """Callable collator for `transformers.Trainer`: a list of `Sample` -> a left-padded batch with labels."""
 
-    def __init__(self, processor, prompt: Prompt, end_of_turn_id: int | None = None, pad_to_multiple_of: int = 0):
+    def __init__(self, processor, prompt: Prompt, end_of_turn_id: int | None = None, pad_to_multiple_of: int = 0,
+                 padding_side: str = "left"):
         from lib.modeling import end_of_turn_ids
 
         self.processor = processor
         self.pad_to_multiple_of = pad_to_multiple_of or None
+        # "left" for the logits_to_keep loss; the chunked loss uses "right": a left-padded row's pad queries see no
+        # key at all (fully masked), which GPU attention kernels may turn into NaN in the backward pass
+        self.padding_side = padding_side
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.prompt = prompt
         self.end_of_turn_id = end_of_turn_id if end_of_turn_id is not None else end_of_turn_ids(processor)[0]
@@ -97,7 +101,7 @@ class OCRCollator:
             fulls.append(full)
             label_ids.append(self._answer_ids(prompt_only, full))
         old_side = self.tokenizer.padding_side
-        self.tokenizer.padding_side = "left"
+        self.tokenizer.padding_side = self.padding_side
         try:
             batch = self.processor(text=fulls, images=[[im] for im in images], padding=True, return_tensors="pt",
                                    add_special_tokens=False, pad_to_multiple_of=self.pad_to_multiple_of)

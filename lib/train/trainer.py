@@ -286,7 +286,8 @@ def build_trainer(args: SFTArgs, *, model=None, processor=None, train_samples=No
     printer(f"model {args.model_name}: {args.finetune}{' (4-bit QLoRA)' if args.load_in_4bit else ''}, "
             f"trainable {trainable:,} / {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)")
     prompt = load_prompt(args.prompt_config, args.instruction)
-    collator = OCRCollator(processor, prompt, pad_to_multiple_of=args.pad_to_multiple_of)
+    collator = OCRCollator(processor, prompt, pad_to_multiple_of=args.pad_to_multiple_of,
+                           padding_side="right" if args.loss_impl == "chunked" else "left")
     train_samples, train_stats = _filter_long(collator, train_samples, args.max_seq_length, "train", printer)
     if eval_samples:
         eval_samples, _ = _filter_long(collator, eval_samples, args.max_seq_length, "val", printer)
