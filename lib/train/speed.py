@@ -206,6 +206,14 @@ def no_sync_placeholder_mask(model) -> bool:
 def compile_layers(model, *, dynamic: bool = True) -> int:
     """Regional torch.compile: compile each decoder layer of the language model and each encoder layer of the vision
     tower in place (`nn.Module.compile`). Returns the number of layers compiled."""
+    import torch._dynamo
+
+    # Every layer shares one code object; train/eval, batch size 1 vs >1 and sliding/global layers each add a
+    # compiled variant. Past the default limit of 8, dynamo silently runs the layer eagerly (our suspected cause of
+    # the slow batch-1 run that followed a batch-2 run in one process, docs/GPU.md; not re-measured).
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    if hasattr(torch._dynamo.config, "accumulated_cache_size_limit"):
+        torch._dynamo.config.accumulated_cache_size_limit = max(torch._dynamo.config.accumulated_cache_size_limit, 512)
     base = base_model_of(model)
     n = 0
     for mod in base.modules():
