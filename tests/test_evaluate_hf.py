@@ -47,27 +47,27 @@ def test_hf_mode_as_the_quickstart_calls_it(tmp_path, model_and_processor):
     from lib.generation import generate_batch
     from lib.prompt import load_prompt
 
-    data = make_png_dataset(tmp_path, 7)
+    data = make_png_dataset(tmp_path, 4)
     rows = json.loads(data.read_text())
     rows.insert(2, {"img_path": "images/missing.png", "ocr_results": "不見了"})
     data.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     out = tmp_path / "res.json"
     res = run("--mode", "hf", "--model-name", MODEL, "--data-file", str(data), "--output-file", str(out),
-              "--max-new-tokens", "6", "--batch-size", "3", "--prompt-config", str(ROOT / "configs/ocr_prompt/default.yml"))
+              "--max-new-tokens", "4", "--batch-size", "3", "--prompt-config", str(ROOT / "configs/ocr_prompt/default.yml"))
     on_disk = json.loads(out.read_text(encoding="utf-8"))
     for key in ("overall_cer", "overall_f1", "total_samples", "timestamp", "model_name", "samples", "schema_version",
                 "config", "profiles", "timings", "scores", "postprocessors"):
         assert key in on_disk, key
-    assert on_disk["config"]["max_new_tokens"] == 6 and on_disk["config"]["batch_size"] == 3
-    assert [s["index"] for s in res["samples"]] == list(range(8))  # dataset order
+    assert on_disk["config"]["max_new_tokens"] == 4 and on_disk["config"]["batch_size"] == 3
+    assert [s["index"] for s in res["samples"]] == list(range(5))  # dataset order
     assert res["samples"][2]["error"].startswith("image not found") and res["n_errors"] == 1
     # the same predictions as calling lib.generation directly, sample by sample in dataset order
     model, proc = model_and_processor
     ok = [s for s in res["samples"] if not s["error"]]
     direct = generate_batch(model, proc, load_prompt(), [str(tmp_path / s["image_path"]) for s in ok],
-                            max_new_tokens=6, batch_size=2)
+                            max_new_tokens=4, batch_size=2)
     assert [s.get("raw_prediction", s["prediction"]) for s in ok] == [g.text for g in direct]
-    assert all(s["n_output_tokens"] <= 6 and s["finish_reason"] in ("stop", "length") for s in ok)
+    assert all(s["n_output_tokens"] <= 4 and s["finish_reason"] in ("stop", "length") for s in ok)
 
 
 def test_served_tiny_model_matches_in_process_predictions(tmp_path, model_and_processor):
