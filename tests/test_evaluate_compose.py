@@ -63,3 +63,21 @@ def test_model_meta_gives_the_compose_processor_kwargs(tmp_path):
     out = subprocess.run([sys.executable, "-m", "lib.evaluation.model_meta", str(tmp_path), "--kwargs-only"],
                          capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert json.loads(out) == {"do_pan_and_scan": True, "max_pixels": 1003520}
+
+
+def test_model_meta_from_training_outputs(tmp_path):
+    """A folder saved by training/merging (ocr_prompt.yml + training_config.json) without gemma_ocr_meta.json."""
+    import json
+
+    from lib.evaluation.model_meta import compare_with_meta, read_model_meta
+    from lib.prompt import load_prompt
+
+    (tmp_path / "ocr_prompt.yml").write_text("prompt_text: 請給我 OCR 結果\nimage_position: image_first\n"
+                                             "system_prompt: null\n", encoding="utf-8")
+    (tmp_path / "training_config.json").write_text(json.dumps({"config": {"max_pixels": 1003520, "min_pixels": None,
+                                                                          "learning_rate": 2e-4}}), encoding="utf-8")
+    meta = read_model_meta(tmp_path)
+    assert meta["prompt"]["prompt_text"] == "請給我 OCR 結果" and meta["processor"] == {"max_pixels": 1003520}
+    warnings = compare_with_meta(meta, prompt=load_prompt(), processor={"max_pixels": 200704})
+    assert any("prompt_text differs" in w for w in warnings) and any("max_pixels differs" in w for w in warnings)
+    assert read_model_meta(tmp_path / "nothing-here") is None and read_model_meta("google/gemma-3-4b-it") is None

@@ -1,8 +1,9 @@
 """What a model was trained with, saved beside its weights so evaluation uses the same prompt and image settings.
 
 File: `<model folder>/gemma_ocr_meta.json` = {"prompt": Prompt.to_dict(), "processor": {"do_pan_and_scan": ...,
-"min_pixels": ..., "max_pixels": ..., ...}, ...anything else (base model, data hash)}. Training / merging write it
-with `write_model_meta`; `core/evaluate.py` reads it: `hf` mode takes the prompt from it when `--prompt-config` is
+"min_pixels": ..., "max_pixels": ..., ...}, ...anything else (base model, data hash)}, written by `write_model_meta`;
+without it, the files training and merging save (`ocr_prompt.yml`, `training_config.json`) are read instead.
+`core/evaluate.py` reads it: `hf` mode takes the prompt from it when `--prompt-config` is
 not given, and any difference between it and what the evaluation uses (prompt, processor settings) is a warning.
 `python -m lib.evaluation.model_meta <model folder> [--kwargs-only]` prints the vLLM `--mm-processor-kwargs` for
 the compose recipe.
@@ -27,16 +28,42 @@ PROCESSOR_KEYS = ("do_pan_and_scan", "pan_and_scan_min_crop_size", "pan_and_scan
 
 
 def read_model_meta(model_path: str | os.PathLike | None) -> dict | None:
+    """The saved training settings of a model folder: `gemma_ocr_meta.json` if present, else what training and
+    merging save anyway (lib/train, lib/merge): the prompt in `ocr_prompt.yml` and the processor settings among the
+    resolved arguments in `training_config.json`. None when the folder has none of them (e.g. a hub id)."""
     if not model_path:
         return None
     p = Path(model_path)
     f = p if p.is_file() else p / META_FILENAME
-    if not f.is_file():
+    if f.is_file():
+        try:
+            return json.loads(f.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            return None
+    if not p.is_dir():
         return None
-    try:
-        return json.loads(f.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return None
+    meta: dict[str, Any] = {}
+    prompt_file = p / "ocr_prompt.yml"
+    if prompt_file.is_file():
+        try:
+            import yaml
+
+            data = yaml.safe_load(prompt_file.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and data.get("prompt_text"):
+                meta["prompt"] = {k: data.get(k) for k in ("prompt_text", "image_position", "system_prompt")}
+                meta["prompt"]["source"] = str(prompt_file)
+        except Exception:  # an unreadable prompt file is the same as none: evaluation falls back to --prompt-config
+            pass
+    cfg_file = p / "training_config.json"
+    if cfg_file.is_file():
+        try:
+            cfg = json.loads(cfg_file.read_text(encoding="utf-8")).get("config", {})
+            proc = {k: cfg[k] for k in PROCESSOR_KEYS if cfg.get(k) is not None}
+            if proc:
+                meta["processor"] = proc
+        except (json.JSONDecodeError, AttributeError):
+            pass
+    return meta or None
 
 
 def write_model_meta(model_dir: str | os.PathLike, *, prompt=None, processor: Any = None, **extra) -> Path:
