@@ -165,3 +165,30 @@ def test_padded_batch_mask_and_loss_equal_single_samples(side, tmp_path):
         first, last = int(img[0]), int(img[-1])
         assert mask[b, 0, first, last], "image tokens must see later image tokens (bidirectional block)"
         assert not mask[b, 0, first - 1, first], "text before the image must not see the image"
+
+
+def test_group_by_length_sampler_keeps_every_sample_and_cuts_padding(tmp_path):
+    from lib.data import load_samples
+    from lib.perf import bench_processor, build_gemma3_vlm, write_ocr_workload
+    from lib.train.args import SFTArgs
+    from lib.train.trainer import build_trainer
+
+    proc = bench_processor("tiny")
+    samples = load_samples(write_ocr_workload(tmp_path / "d", 48, min_tokens=5, max_tokens=400, image_size=64, seed=1))
+
+    def trainer_for(group: bool):
+        args = SFTArgs(model_name="x", output_dir=str(tmp_path / f"o{group}"), per_device_train_batch_size=4,
+                       gradient_accumulation_steps=1, group_by_length=group, max_steps=1, seed=5)
+        model = build_gemma3_vlm("tiny", proc, dtype=torch.float32)
+        return build_trainer(args, model=model, processor=proc, train_samples=samples, eval_samples=[],
+                             printer=lambda *a: None)
+
+    def padding(order):
+        lens = [len(samples[i].text) for i in order]
+        return sum(max(lens[i:i + 4]) * len(lens[i:i + 4]) - sum(lens[i:i + 4]) for i in range(0, len(lens), 4))
+
+    grouped = list(trainer_for(True)._get_train_sampler())
+    plain = list(trainer_for(False)._get_train_sampler())
+    assert sorted(grouped) == list(range(len(samples)))  # every sample exactly once per epoch
+    assert sorted(plain) == list(range(len(samples)))
+    assert padding(grouped) < 0.5 * padding(plain)

@@ -98,6 +98,8 @@ class SFTArgs:
                                  "elementwise work and removes most per-op overhead; the first steps pay the compile")
     pad_to_multiple_of: int = field(0, help="pad each batch's length up to a multiple of this (64 on GPUs: cuDNN "
                                     "attention builds one plan per length and reuses it); 0 = no extra padding")
+    group_by_length: bool = field(False, help="batch samples of similar answer length together (shuffled groups; less "
+                                  "padding when per_device_train_batch_size > 1)")
     seed: int = field(3407, help="seed for init of new weights (LoRA) and data order")
     # -- evaluation, checkpoints, logging -------------------------------------------------------------------------
     eval_steps: int = field(100, help="validation loss + generation CER every N steps")

@@ -64,6 +64,17 @@ class OCRTrainer(Trainer):
         self.generation_cer = generation_cer
 
     loss_impl = "logits"  # build_trainer sets it from SFTArgs.loss_impl
+    group_lengths: list[int] | None = None  # build_trainer sets it when SFTArgs.group_by_length
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.group_lengths is None:
+            return super()._get_train_sampler(train_dataset)
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        generator = torch.Generator().manual_seed(self.args.data_seed if self.args.data_seed is not None
+                                                  else self.args.seed)
+        return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                    lengths=self.group_lengths, generator=generator)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # DeepSpeed ZeRO keeps the head's weight partitioned outside its own forward: use the logits path there
@@ -313,6 +324,8 @@ def build_trainer(args: SFTArgs, *, model=None, processor=None, train_samples=No
 
     trainer.remove_callback(PrinterCallback)  # StepLogCallback prints one dense line instead of raw dicts
     trainer.loss_impl = args.loss_impl
+    if args.group_by_length:  # answer length in characters: proportional to tokens, no processor call needed
+        trainer.group_lengths = [len(s.text) for s in train_samples]
     _apply_speed_options(trainer, args, printer)
     trainer.ocr_prompt = prompt
     trainer.ocr_train_stats = train_stats
