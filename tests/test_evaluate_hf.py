@@ -119,3 +119,22 @@ def test_saved_training_settings_are_used_and_mismatches_warn(tmp_path, caplog):
         run("--mode", "hf", "--model-name", str(model_dir), "--data-file", str(data), "--output-file",
             str(tmp_path / "b.json"), "--max-new-tokens", "3", "--prompt-config", str(ROOT / "configs/ocr_prompt/default.yml"))
     assert any("prompt prompt_text differs from training" in r.getMessage() for r in caplog.records)
+
+
+def test_retrained_weights_in_the_same_folder_are_not_resumed(tmp_path):
+    """Same command, same folder, new weights: the journal refuses to mix them (instead of reusing stale output)."""
+    import os
+
+    from lib.models.embedded import resolve_model_path
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(resolve_model_path(MODEL), model_dir)
+    data = make_png_dataset(tmp_path, 2)
+    argv = ["--mode", "hf", "--model-name", str(model_dir), "--data-file", str(data), "--output-file",
+            str(tmp_path / "r.json"), "--max-new-tokens", "2"]
+    run(*argv)
+    weights = next(model_dir.glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10 ** 9))  # "retrained"
+    with pytest.raises(SystemExit):
+        run(*argv)
+    assert run(*argv, "--no-resume")["n_errors"] == 0

@@ -295,6 +295,25 @@ class LocalAPIBackend(Backend):
         return Prediction(text=text, attempts=attempts)
 
 
+def weights_fingerprint(*paths: str | None) -> str | None:
+    """A short hash of the weight files' names, sizes and modification times in local model/adapter folders, so a
+    model retrained into the same folder is a different run for the journal (None for hub ids / embedded names)."""
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    found = False
+    for p in paths:
+        if not p or not Path(p).is_dir():
+            continue
+        for f in sorted(Path(p).iterdir()):
+            if f.suffix in (".safetensors", ".bin", ".pt", ".pth", ".gguf") and f.is_file():
+                st = f.stat()
+                h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+                found = True
+    return h.hexdigest()[:16] if found else None
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # In-process Hugging Face model
 # ---------------------------------------------------------------------------------------------------------------
@@ -321,6 +340,7 @@ class HFBackend(Backend):
 
     def identity(self) -> dict:
         return {"backend": "hf", "model": self.model_name, "adapter": self.adapter_path,
+                "weights": weights_fingerprint(self.model_name, self.adapter_path),
                 "prompt": self.prompt.to_dict() | {"source": None},
                 "decoding": {"max_new_tokens": self.max_new_tokens, "do_sample": False}}
 
