@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
-from typing import ClassVar
 
 from lib.config import field, parse_args
 from lib.evaluation.args import BackendArgs

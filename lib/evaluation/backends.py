@@ -108,8 +108,6 @@ class OpenAIChatBackend(Backend):
                  repetition_penalty: float | None = None, extra_body: dict | None = None,
                  api_key_env: str = "OPENAI_API_KEY", policy: RetryPolicy | None = None, stream: bool = False,
                  show_stream: bool = False):
-        from lib.prompt import build_openai_messages  # noqa: F401  (fail early if missing)
-
         self.chat_url, self.models_url = normalize_chat_url(url)
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(api_key_env) if api_key_env else None
@@ -148,10 +146,7 @@ class OpenAIChatBackend(Backend):
     def payload(self, image_path: str) -> dict:
         from lib.prompt import build_openai_messages
 
-        try:
-            url = to_data_url(image_path)
-        except ImageError:
-            raise
+        url = to_data_url(image_path)  # ImageError for a missing file: recorded as the sample's error
         body = {"model": self.model_name, "messages": build_openai_messages(self.prompt, url), **self.decoding}
         if not body.get("stop"):
             body.pop("stop", None)

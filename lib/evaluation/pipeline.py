@@ -7,9 +7,7 @@ Not for: argument parsing (core/evaluate.py) or the metrics (lib/utils/count_met
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
 import time
 from datetime import datetime
 from pathlib import Path
