@@ -1,7 +1,7 @@
 """Split an OCR dataset into train / val / test without leaking documents between splits.
 
-    python core/split_dataset.py --input data/example.json --output_dir data/splits --seed 42 \
-        --val_fraction 0.1 --test_fraction 0.2
+    python core/split_dataset.py --input data/example.json --output_dir data/splits --seed 42
+                                 --val_fraction 0.1 --test_fraction 0.2
 
 Writes `train.json`, `val.json`, `test.json` (raw format, image paths relative to the output folder), the original
 project's `ocr_non_test.json` (train + val) and `ocr_test.json` ({image_path, ocr_text}), and `split_summary.json`

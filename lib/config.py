@@ -150,21 +150,29 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def _option_strings(name: str, aliases: Sequence[str]) -> list[str]:
-    opts = [f"--{name}"]
-    dashed = f"--{name.replace('_', '-')}"
-    if dashed not in opts:
-        opts.append(dashed)
-    for a in aliases:
-        a = a if a.startswith("-") else f"--{a}"
-        for spelling in (a, a.replace("_", "-"), "--" + a[2:].replace("-", "_")):
-            if spelling not in opts:
-                opts.append(spelling)
-    return opts
+def _option_strings(name: str, aliases: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(shown, hidden) option strings: `--name`, `--name-with-dashes` and the explicit aliases are shown in --help;
+    the other `-`/`_` variants of the aliases are accepted but hidden, so the help stays readable."""
+    shown = [f"--{name}", f"--{name.replace('_', '-')}"] + [a if a.startswith("-") else f"--{a}" for a in aliases]
+    shown = list(dict.fromkeys(shown))
+    hidden: list[str] = []
+    for opt in shown:
+        for spelling in (opt.replace("_", "-"), "--" + opt[2:].replace("-", "_")):
+            if spelling not in shown and spelling not in hidden:
+                hidden.append(spelling)
+    return shown, hidden
+
+
+def _description(cls: type) -> str:
+    doc = (cls.__doc__ or "").strip()
+    if not doc or doc.startswith(cls.__name__ + "("):  # dataclass's auto-generated signature: not a description
+        main_doc = getattr(sys.modules.get("__main__"), "__doc__", None) or ""
+        doc = main_doc.strip()
+    return doc.split("\n\n")[0].strip()
 
 
 def build_parser(cls: type, description: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description or (cls.__doc__ or "").strip().split("\n")[0],
+    parser = argparse.ArgumentParser(prog=prog, description=description or _description(cls),
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", default=None,
                         help="JSON or YAML file of defaults (precedence: defaults < config file < command line)")
@@ -175,18 +183,20 @@ def build_parser(cls: type, description: str | None = None, prog: str | None = N
         tp = hints[f.name]
         base, optional = _unwrap_optional(tp)
         meta = f.metadata or {}
-        opts = _option_strings(f.name, meta.get("aliases", ()))
+        shown, hidden = _option_strings(f.name, meta.get("aliases", ()))
         kwargs: dict[str, Any] = {"dest": f.name, "help": meta.get("help", "")}
         if f.default is not dataclasses.MISSING:
             kwargs["default"] = f.default
         elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             kwargs["default"] = f.default_factory()  # type: ignore[misc]
         else:
-            kwargs["required"] = True
+            kwargs["default"] = None  # required: checked after parsing, so hidden spellings can satisfy it
+            kwargs["help"] = (kwargs["help"] + " (required)").strip()
         if base is bool:
-            opts += [f"--no-{f.name}", f"--no-{f.name.replace('_', '-')}", f"--no_{f.name}"]
-            opts = list(dict.fromkeys(opts))
-            parser.add_argument(*opts, action=_BoolAction, metavar="true|false", **kwargs)
+            negs = [f"--no-{f.name.replace('_', '-')}"]
+            hidden += [o for o in (f"--no-{f.name}", f"--no_{f.name}") if o not in negs]
+            parser.add_argument(*shown, *negs, action=_BoolAction, metavar="true|false", **kwargs)
+            _add_hidden(parser, hidden, f.name, action=_BoolAction)
             continue
         origin = typing.get_origin(base)
         if origin is list or base is list:
@@ -202,8 +212,17 @@ def build_parser(cls: type, description: str | None = None, prog: str | None = N
             kwargs["type"] = base
         if "choices" in meta:
             kwargs["choices"] = meta["choices"]
-        parser.add_argument(*opts, **kwargs)
+        parser.add_argument(*shown, **kwargs)
+        extra = {k: kwargs[k] for k in ("nargs", "type", "choices") if k in kwargs}
+        _add_hidden(parser, hidden, f.name, **extra)
     return parser
+
+
+def _add_hidden(parser: argparse.ArgumentParser, options: list[str], dest: str, **kwargs) -> None:
+    """Accept `options` for `dest` without listing them in --help; default SUPPRESS so they never reset the value."""
+    options = [o for o in options if o not in parser._option_string_actions]
+    if options:
+        parser.add_argument(*options, dest=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kwargs)
 
 
 def parse_args(cls: type, argv: Sequence[str] | None = None, *, legacy_keys: Mapping[str, str] | None = None,
@@ -248,6 +267,10 @@ def parse_args(cls: type, argv: Sequence[str] | None = None, *, legacy_keys: Map
 
     ns = parser.parse_args(argv)
     values = {n: getattr(ns, n) for n in names if hasattr(ns, n)}
+    missing = [f"--{f.name}" for f in dataclasses.fields(cls) if f.init and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING and values.get(f.name) is None]  # type: ignore[misc]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)} (on the command line or in --config)")
     try:
         instance = cls(**values)
     except (ValueError, TypeError) as exc:

@@ -83,3 +83,25 @@ def test_list_field_and_saved_config(tmp_path):
     out = save_resolved_config(a, tmp_path / "resolved.json")
     saved = json.loads(out.read_text())
     assert saved["config"]["lora_target_modules"] == ["q_proj", "k_proj"] and saved["sources"]["lora_target_modules"] == "cli"
+
+
+@dataclasses.dataclass
+class Req:
+    data_file: str = field(help="data", aliases=["input"])
+    check: bool = field(True, help="check")
+
+
+def test_required_field_satisfied_by_any_spelling_or_file(tmp_path):
+    assert parse_args(Req, ["--data-file", "x"]).data_file == "x"
+    assert parse_args(Req, ["--input", "y", "--no_check"]).check is False
+    assert parse_args(Req, ["--config", write(tmp_path, {"data_file": "z"})]).data_file == "z"
+    with pytest.raises(SystemExit):
+        parse_args(Req, [])
+
+
+def test_help_lists_canonical_spellings_only(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(Args, ["--help"])
+    out = capsys.readouterr().out
+    assert "--load_in_4bit" in out and "--no-load-in-4bit" in out and "--server-url" in out
+    assert "--no_load_in_4bit" not in out and "--learning-rate" in out and "--server_url" not in out
