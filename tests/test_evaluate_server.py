@@ -241,3 +241,18 @@ def test_skip_flagged_rows_and_top_k(tmp_path):
         res = run_eval(data, tmp_path / "r.json", srv.base_url, "--skip-flagged", "gt_noisy", "--top-k", "3")
     assert [s["index"] for s in res["samples"]] == [0, 2, 3]
     assert res["data"]["skipped_flagged"] == 1 and res["data"]["n_in_file"] == 6
+
+
+def test_retry_errors_reruns_only_the_failed_samples(tmp_path):
+    data = make_png_dataset(tmp_path, 6)
+    rows = json.loads(data.read_text())
+    doomed = {image_key((tmp_path / rows[i]["img_path"]).read_bytes()) for i in (2, 5)}
+    out = tmp_path / "r.json"
+    with StubServer(table_responder(label_table(data)), faults=FaultPlan(always_fail=frozenset(doomed))) as srv:
+        first = run_eval(data, out, srv.base_url, "--max-retries", "0")
+    assert first["n_errors"] == 2
+    with StubServer(table_responder(label_table(data))) as srv:  # the server is healthy again
+        again = run_eval(data, out, srv.base_url, "--retry-errors")
+        assert srv.stats["requests"] == 2  # only the two failures are asked again
+    assert again["n_errors"] == 0 and [s["prediction"] for s in again["samples"]] == [r["ocr_results"] for r in rows]
+    assert again["overall_cer"] == 0.0
