@@ -115,6 +115,9 @@ class SampleResult(TypedDict):
     error: NotRequired[str | None]  # why no prediction could be obtained (timeout, HTTP 503, corrupt image, ...)
     raw_prediction: NotRequired[str]  # before post-processors
     latency_s: NotRequired[float]
+    inference_time: NotRequired[float]  # the original's key (= latency_s)
+    attempts: NotRequired[int]  # requests made for this sample (retries included)
+    finish_reason: NotRequired[str | None]  # stop | length | ... as the backend reported it
     n_output_tokens: NotRequired[int]
     scores: NotRequired[dict[str, SampleScores | None]]  # profile -> per-sample metrics (None: excluded, error)
 
@@ -141,6 +144,14 @@ class ResultFile(TypedDict):
     data: NotRequired[dict[str, Any]]  # path, hash, n
     git_commit: NotRequired[str | None]
     backend: NotRequired[str]
+    run_identity: NotRequired[dict[str, Any]]  # journal identity: backend, model, prompt, decoding, data_hash
+    errors: NotRequired[dict[str, int]]  # error reason -> count
+    journal: NotRequired[str]  # path of the JSONL journal the run resumed from / wrote
+    model_meta: NotRequired[dict[str, Any]]  # gemma_ocr_meta.json of the model, when present
+    average_inference_time: NotRequired[float]  # the original's timing keys (seconds per sample)
+    total_inference_time: NotRequired[float]
+    min_inference_time: NotRequired[float]
+    max_inference_time: NotRequired[float]
 
 
 def atomic_write_json(obj: Any, path: str | os.PathLike, indent: int | None = 2) -> Path:
