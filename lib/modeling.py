@@ -9,6 +9,7 @@ quantization. Not for: training logic (lib/train/) or generation (lib/generation
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -71,12 +72,75 @@ def adapter_base_model(adapter_path: str | os.PathLike) -> str:
     return base
 
 
+@contextlib.contextmanager
+def _without_video_processor():
+    """Let a processor class be built with video_processor=None (video processors need torchvision)."""
+    from transformers.processing_utils import ProcessorMixin
+
+    original = ProcessorMixin.check_argument_for_proper_class
+
+    def check(self, name, arg):
+        if arg is None and "video" in name:
+            return None
+        return original(self, name, arg)
+
+    ProcessorMixin.check_argument_for_proper_class = check
+    try:
+        yield
+    finally:
+        ProcessorMixin.check_argument_for_proper_class = original
+
+
+def _image_only_processor(path: str, trust_remote_code: bool):
+    """Tokenizer + image processor + chat template assembled into the checkpoint's processor class, without the
+    video processor (Qwen2-VL / Qwen2.5-VL processors require one, and it requires torchvision)."""
+    import transformers
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    cfg_file = Path(path) / "processor_config.json"
+    cls_name = json.loads(cfg_file.read_text(encoding="utf-8")).get("processor_class") if cfg_file.is_file() else None
+    if not cls_name:
+        cfg = Path(path) / "preprocessor_config.json"
+        cls_name = json.loads(cfg.read_text(encoding="utf-8")).get("processor_class") if cfg.is_file() else None
+    cls = getattr(transformers, cls_name or "", None)
+    if cls is None:
+        raise ModelLoadError(f"cannot build a processor for {path}")
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    image_processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+    template = tok.chat_template
+    jinja = Path(path) / "chat_template.jinja"
+    if jinja.is_file():
+        template = jinja.read_text(encoding="utf-8")
+    with _without_video_processor():
+        proc = cls(image_processor=image_processor, tokenizer=tok, video_processor=None, chat_template=template)
+
+    def save_pretrained(save_directory, **kwargs):  # ProcessorMixin.save_pretrained cannot skip a None attribute
+        out = Path(save_directory)
+        out.mkdir(parents=True, exist_ok=True)
+        tok.save_pretrained(out)
+        image_processor.save_pretrained(out)
+        if template:
+            (out / "chat_template.jinja").write_text(template, encoding="utf-8")
+        (out / "processor_config.json").write_text(json.dumps({"processor_class": cls.__name__}), encoding="utf-8")
+        return [str(out)]
+
+    proc.save_pretrained = save_pretrained
+    return proc
+
+
 def load_processor(name_or_path: str, *, trust_remote_code: bool = False):
     from transformers import AutoProcessor
 
     from lib.models.embedded import resolve_model_path
 
-    proc = AutoProcessor.from_pretrained(resolve_model_path(name_or_path), trust_remote_code=trust_remote_code)
+    path = resolve_model_path(name_or_path)
+    try:
+        proc = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (ImportError, AttributeError, ValueError, TypeError) as exc:
+        if not Path(path).is_dir():
+            raise
+        log.info("AutoProcessor failed for %s (%s); building it without a video processor", path, exc)
+        proc = _image_only_processor(path, trust_remote_code)
     # Batched generation needs left padding (new tokens appended at the right of every row).
     proc.tokenizer.padding_side = "left"
     return proc

@@ -94,6 +94,13 @@ GEMMA_SPEC: dict[str, Any] = {
     "vision_hidden": 128, "vision_layers": 2, "vision_heads": 4, "vision_intermediate": 256,
     "text_hidden": 128, "text_layers": 2, "text_heads": 4, "text_kv_heads": 2, "head_dim": 32,
     "text_intermediate": 256, "seed": 0,
+    # Short contexts: a small RoPE base gives more rotary frequencies that tell nearby positions apart.
+    "rope_theta": 100.0,
+    # Untied output head, so LoRA runs can train it in full (modules_to_save) without touching the embeddings.
+    "tie_word_embeddings": False, "lm_head_std": 0.1,
+    # Gemma 3 initialises the projector to zeros: image tokens then carry nothing until it has grown. A random init
+    # lets glyph information reach the language model from the first step.
+    "projector_std": 0.05,
 }
 QWEN_SPEC: dict[str, Any] = {
     "arch": "qwen2_5_vl",
@@ -194,6 +201,9 @@ def _build_gemma3(spec: dict[str, Any], out: Path) -> None:
         num_hidden_layers=spec["text_layers"], num_attention_heads=spec["text_heads"],
         num_key_value_heads=spec["text_kv_heads"], head_dim=spec["head_dim"], query_pre_attn_scalar=spec["head_dim"],
         max_position_embeddings=4096, sliding_window=1024, layer_types=["full_attention"] * spec["text_layers"],
+        rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": spec["rope_theta"]},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": spec["rope_theta"]}},
+        tie_word_embeddings=spec["tie_word_embeddings"],
         pad_token_id=ids["<pad>"], bos_token_id=ids["<bos>"], eos_token_id=[ids["<eos>"], ids["<end_of_turn>"]])
     vision = SiglipVisionConfig(
         hidden_size=spec["vision_hidden"], intermediate_size=spec["vision_intermediate"],
@@ -201,10 +211,15 @@ def _build_gemma3(spec: dict[str, Any], out: Path) -> None:
         image_size=spec["image_size"], patch_size=spec["patch_size"], vision_use_head=False)
     config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=n_patches,
                           boi_token_index=ids["<start_of_image>"], eoi_token_index=ids["<end_of_image>"],
-                          image_token_index=ids["<image_soft_token>"])
+                          image_token_index=ids["<image_soft_token>"],
+                          tie_word_embeddings=spec["tie_word_embeddings"])
     config.architectures = ["Gemma3ForConditionalGeneration"]
     torch.manual_seed(spec["seed"])
     model = Gemma3ForConditionalGeneration(config)
+    with torch.no_grad():
+        model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, spec["projector_std"])
+        if not spec["tie_word_embeddings"]:
+            model.lm_head.weight.normal_(0.0, spec["lm_head_std"])
     model.generation_config = GenerationConfig(
         bos_token_id=ids["<bos>"], pad_token_id=ids["<pad>"], eos_token_id=[ids["<end_of_turn>"], ids["<eos>"]],
         do_sample=False)
@@ -262,5 +277,10 @@ def _build_qwen25vl(spec: dict[str, Any], out: Path) -> None:
     image_processor = Qwen2VLImageProcessorPil(
         min_pixels=spec["min_pixels"], max_pixels=spec["max_pixels"], patch_size=spec["patch_size"],
         merge_size=spec["spatial_merge_size"], temporal_patch_size=spec["temporal_patch_size"])
-    processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tok, chat_template=QWEN_CHAT_TEMPLATE)
-    processor.save_pretrained(out)
+    # Qwen's processor also wants a video processor, which needs torchvision (not installed here): save the parts;
+    # lib.modeling.load_processor assembles the processor without video support when torchvision is absent.
+    tok.save_pretrained(out)
+    image_processor.save_pretrained(out)
+    (out / "chat_template.jinja").write_text(QWEN_CHAT_TEMPLATE, encoding="utf-8")
+    (out / "processor_config.json").write_text(json.dumps({"processor_class": Qwen2_5_VLProcessor.__name__}),
+                                               encoding="utf-8")
