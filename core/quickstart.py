@@ -151,8 +151,8 @@ def main(args: QuickstartArgs) -> dict:
     cer_blank = micro_cer([o.text for o in blank], labels)
 
     def cer_of(name):
-        return results[name]["scores"]["standard"]["micro_cer"] if "scores" in results[name] else \
-            results[name]["overall_cer"]
+        scores = results[name].get("scores", {}).get("standard", {})
+        return scores["cer_micro"] if "cer_micro" in scores else results[name]["overall_cer"]
 
     cer_untrained, cer_trained = cer_of("untrained"), cer_of("trained")
     total = time.time() - t0

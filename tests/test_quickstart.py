@@ -1,0 +1,56 @@
+"""The quickstart task (lib/quickstart_data.py) and the README's first command (core/quickstart.py)."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_task_has_300_hanzi_in_two_fonts_and_glyphs_sit_in_their_cells(tmp_path):
+    import numpy as np
+
+    from lib.quickstart_data import QuickstartTask, build_dataset, pick_characters, pick_fonts, render_grid
+
+    task = QuickstartTask()
+    fonts = pick_fonts(2)
+    assert len({f.name for f in fonts}) == 2
+    chars = pick_characters(fonts, 320)
+    assert len(set(chars)) == 320 and all("\u4e00" <= c <= "\u9fff" for c in chars)
+    img = np.asarray(render_grid(chars[:5], fonts[0], task).convert("L"))
+    assert img.shape == (task.image_size, task.image_size)
+    ink = img < 128
+    for i in range(task.grid * task.grid):
+        r, c = divmod(i, task.grid)
+        cell = ink[r * task.cell:(r + 1) * task.cell, c * task.cell:(c + 1) * task.cell]
+        assert cell.any() == (i < 5), f"cell {i}"
+    info = build_dataset(tmp_path, 30, task=task, seed=1, fonts=fonts, chars=chars)
+    rows = json.loads(Path(info["path"]).read_text())
+    texts = [r["ocr_results"] for r in rows]
+    assert len(set(texts)) == 30 and all(task.min_len <= len(t) <= task.max_len for t in texts)
+    assert {r["font"] for r in rows} == {f.short for f in fonts}
+    assert (tmp_path / rows[0]["img_path"]).is_file()
+
+
+@pytest.mark.slow
+def test_quickstart_runs_end_to_end(tmp_path, monkeypatch, capsys):
+    """A shortened run of README command 1 (few samples and steps): every stage runs and the summary is written.
+    The real run's thresholds are checked by the script itself (exit status 1 when a check fails)."""
+    argv = ["quickstart.py", "--work_dir", str(tmp_path), "--n_samples", "60", "--val_fraction", "0.1",
+            "--test_fraction", "0.15", "--max_steps", "2"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit):
+        runpy.run_path(str(ROOT / "core" / "quickstart.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "untrained model" in out and "trained model" in out and "most common training answer" in out
+    summary = json.loads((tmp_path / "quickstart_summary.json").read_text())
+    for key in ("cer_untrained", "cer_trained", "cer_most_common_answer", "cer_blank_image", "checks", "timings_s"):
+        assert key in summary
+    assert summary["checks"]["no_test_string_in_training"] and summary["checks"]["fonts_ge_2"]
+    assert summary["checks"]["merge_verified"]
+    assert (tmp_path / "results" / "trained.json").is_file() and (tmp_path / "merged" / "config.json").is_file()
