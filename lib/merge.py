@@ -156,8 +156,9 @@ def verify_merge(adapter_path: str, merged_dir: str, images: Sequence[str], answ
         tolerance = 0.5 if qlora else (1e-3 if dtype in ("float32", "fp32") else 0.15)
     answers = list(answers) if answers is not None else ["" for _ in images]
 
-    def run(name_or_path, adapter=None):
-        model, processor = load_model_and_processor(name_or_path, dtype=dtype, adapter_path=adapter)
+    def run(name_or_path, adapter=None, load_in_4bit=False):
+        model, processor = load_model_and_processor(name_or_path, dtype=dtype, adapter_path=adapter,
+                                                    load_in_4bit=load_in_4bit)
         gen = [o.text for o in generate_batch(model, processor, prompt, list(images), max_new_tokens=max_new_tokens,
                                               batch_size=4)]
         logits = _logits(model, processor, prompt, list(images), answers)
@@ -165,7 +166,8 @@ def verify_merge(adapter_path: str, merged_dir: str, images: Sequence[str], answ
         gc.collect()
         return gen, logits
 
-    a_text, a_logits = run(base, adapter_path)
+    # A QLoRA adapter is compared as it was trained: on the 4-bit base (when a GPU is there to load it).
+    a_text, a_logits = run(base, adapter_path, load_in_4bit=bool(qlora and torch.cuda.is_available()))
     m_text, m_logits = run(merged_dir)
     b_text, b_logits = run(base)
     diff_ma = max(float((a - m).abs().max()) for a, m in zip(a_logits, m_logits))
