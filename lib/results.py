@@ -154,14 +154,14 @@ class ResultFile(TypedDict):
     max_inference_time: NotRequired[float]
 
 
-def atomic_write_json(obj: Any, path: str | os.PathLike, indent: int | None = 2) -> Path:
-    """Write JSON to a temp file in the same folder and rename it over `path`: readers never see half a file."""
+def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write text to a temp file in the same folder and rename it over `path`: readers never see half a file."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, ensure_ascii=False, indent=indent, default=str)
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, p)
@@ -170,6 +170,11 @@ def atomic_write_json(obj: Any, path: str | os.PathLike, indent: int | None = 2)
             os.unlink(tmp)
         raise
     return p
+
+
+def atomic_write_json(obj: Any, path: str | os.PathLike, indent: int | None = 2) -> Path:
+    """`atomic_write_text` of the object as JSON (UTF-8, not ASCII-escaped)."""
+    return atomic_write_text(json.dumps(obj, ensure_ascii=False, indent=indent, default=str), path)
 
 
 def load_results(path: str | os.PathLike) -> ResultFile:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from lib.results import atomic_write_text
 from lib.ui.paths import PROMPT_SUFFIXES, UnsafePathError, is_inside, list_files, sanitize_prompt_name
 
 __all__ = ["PromptStore", "PromptStoreError", "PromptEntry", "render_prompt_yaml", "validate_prompt_yaml"]
@@ -132,15 +132,7 @@ class PromptStore:
             raise PromptStoreError(f"no prompt file {clean!r} to update; use Add to create it")
         if not confirm_overwrite:
             raise PromptStoreError(f"{clean!r} exists: tick 'confirm overwrite' to replace it")
-        fd, tmp = tempfile.mkstemp(prefix=f".{clean}.", suffix=".tmp", dir=self.root)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(yaml_text)
-            os.replace(tmp, p)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_text(yaml_text, p)
         return clean
 
     def delete(self, name: str, confirm: bool = False) -> str:
