@@ -214,14 +214,45 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def validate_samples(samples: Sequence[Sample], *, check_images: bool = True, allow_empty_labels: bool = False) -> ValidationReport:
-    """Check every row: image file exists and decodes, label non-empty, no duplicate rows. Never raises."""
+def _image_problem(path: str) -> tuple[str, str] | None:
+    """(problem, fix) for an image file that is missing, corrupt or degenerate; None when it decodes."""
+    if not os.path.isfile(path):
+        return "file not found", "fix the path (relative paths are resolved against the JSON file's folder)"
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            im.verify()
+        with Image.open(path) as im:
+            im.load()
+            if im.width < 2 or im.height < 2:
+                return f"image is {im.width}x{im.height} pixels", "replace it with the real page image"
+    except Exception as exc:  # PIL raises many types for corrupt files
+        return f"unreadable or corrupt image ({type(exc).__name__}: {exc})", "re-export the image"
+    return None
+
+
+def validate_samples(samples: Sequence[Sample], *, check_images: bool = True, allow_empty_labels: bool = False,
+                     workers: int | None = None) -> ValidationReport:
+    """Check every row: image file exists and decodes, label non-empty, no duplicate rows. Never raises.
+    Images are decoded by a thread pool (`workers`, default min(16, CPUs); Pillow decodes without the GIL)."""
     problems: list[dict] = []
     seen: dict[tuple[str, str], int] = {}
 
     def add(s: Sample, fld: str, problem: str, fix: str):
         problems.append({"row": s.index, "image": s.raw_image_path or s.image_path, "field": fld, "problem": problem, "fix": fix})
 
+    image_problems: dict[str, tuple[str, str] | None] = {}
+    if check_images:
+        paths = list(dict.fromkeys(s.image_path for s in samples if not _is_url(s.image_path)))
+        n = workers or min(16, os.cpu_count() or 1)
+        if n > 1 and len(paths) > 64:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=n) as ex:
+                image_problems = dict(zip(paths, ex.map(_image_problem, paths, chunksize=64)))
+        else:
+            image_problems = {p: _image_problem(p) for p in paths}
     for s in samples:
         if not allow_empty_labels and not s.text.strip():
             add(s, "label", "empty or whitespace-only label", "write the page's text, or remove the row")
@@ -230,21 +261,9 @@ def validate_samples(samples: Sequence[Sample], *, check_images: bool = True, al
             add(s, "row", f"duplicate of row {seen[key]} (same image and label)", "remove the duplicate row")
         else:
             seen[key] = s.index
-        if check_images and not _is_url(s.image_path):
-            if not os.path.isfile(s.image_path):
-                add(s, "image", "file not found", "fix the path (relative paths are resolved against the JSON file's folder)")
-                continue
-            try:
-                from PIL import Image
-
-                with Image.open(s.image_path) as im:
-                    im.verify()
-                with Image.open(s.image_path) as im:
-                    im.load()
-                    if im.width < 2 or im.height < 2:
-                        add(s, "image", f"image is {im.width}x{im.height} pixels", "replace it with the real page image")
-            except Exception as exc:  # PIL raises many types for corrupt files
-                add(s, "image", f"unreadable or corrupt image ({type(exc).__name__}: {exc})", "re-export the image")
+        found = image_problems.get(s.image_path)
+        if found is not None:
+            add(s, "image", *found)
     return ValidationReport(n_rows=len(samples), problems=problems)
 
 

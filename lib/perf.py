@@ -113,6 +113,39 @@ def build_gemma3_vlm(shape: str, processor, *, dtype=None, device=None, attn_imp
     return model
 
 
+def quantize_language_model_4bit(model, compute_dtype=None) -> int:
+    """QLoRA's base: replace every `nn.Linear` of the language model's decoder layers by a bitsandbytes NF4
+    `Linear4bit` (double quantization, bf16 compute), as `from_pretrained(..., load_in_4bit=True)` with
+    `lib.modeling.NOT_QUANTIZED_MODULES` does; vision tower, projector, embeddings and lm_head stay as they are.
+    Quantizes on the model's CUDA device. Returns the number of layers replaced."""
+    import bitsandbytes as bnb
+    import torch
+
+    compute_dtype = compute_dtype or torch.bfloat16
+    lm = model.model.language_model
+    n = 0
+    for parent in list(lm.modules()):
+        for cname, child in list(parent.named_children()):
+            if type(child) is not torch.nn.Linear:
+                continue
+            dev = child.weight.device
+            q = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
+                                  compute_dtype=compute_dtype, compress_statistics=True, quant_type="nf4",
+                                  device="meta")
+            q.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, compress_statistics=True,
+                                         quant_type="nf4")
+            if child.bias is not None:
+                q.bias = torch.nn.Parameter(child.bias.data, requires_grad=False)
+            q = q.to(dev)  # quantizes
+            setattr(parent, cname, q)
+            n += 1
+    model.is_loaded_in_4bit = True  # what peft / TRL look for to run prepare_model_for_kbit_training
+    model.config.quantization_config = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "quant_method": "bitsandbytes",
+                                        "bnb_4bit_use_double_quant": True, "bnb_4bit_compute_dtype": "bfloat16"}
+    torch.cuda.empty_cache()
+    return n
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Workload
 

@@ -60,7 +60,10 @@ def pick_fonts(n: int = 2, script: str = "hant"):
 
     fonts = find_cjk_fonts(script)
     if script == "hant":  # Noto Sans SC (PyPI) also draws most Traditional characters: a second font everywhere
-        fonts = fonts + [f for f in find_cjk_fonts("hans") if f.source == "pypi"]
+        try:
+            fonts = fonts + [f for f in find_cjk_fonts("hans") if f.source == "pypi"]
+        except FileNotFoundError:  # no Simplified font at all: the Traditional ones must do
+            pass
     chosen, kinds, names = [], set(), set()
     for f in fonts:  # first pass: one per kind
         if f.kind not in kinds and "Bold" not in f.name:

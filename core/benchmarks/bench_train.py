@@ -13,7 +13,10 @@ loss and LoRA gradients on the same fixed batch are compared with TRL's (determi
     python core/benchmarks/bench_train.py --shapes tiny --steps 2 --warmup-steps 1 --n-samples 8   # CPU check
 
 A configuration is `trl` or `ours`, then `:key=value` overrides: `bs` (per-device batch), `gc` (gradient
-checkpointing 0/1), `ga` (gradient accumulation), `cudnn=0` (keep SDPA off cuDNN for that run); for `ours` any `SFTArgs` field too (e.g. `ours:bs=4:gc=0`).
+checkpointing 0/1), `ga` (gradient accumulation), `cudnn=0` (keep SDPA off cuDNN for that run), `q4=1` (QLoRA: the
+language model's linear layers quantized to NF4 with bitsandbytes, vision tower unquantized; CUDA only); for `ours`
+any `SFTArgs` field too (e.g. `ours:bs=4:gc=0`). A configuration that fails (e.g. out of memory) is reported as a row
+with its error and the next one runs.
 """
 
 from __future__ import annotations
@@ -215,6 +218,7 @@ def run_config(shape: str, spec: str, processor, samples, data_path: Path, promp
     kind, opts = _parse_config(spec)
     # Probe knob for any configuration: cudnn=0 keeps PyTorch's SDPA off the cuDNN backend for this run.
     cudnn = opts.pop("cudnn", None)
+    q4 = bool(int(opts.pop("q4", 0)))
     prev_cudnn = torch.backends.cuda.cudnn_sdp_enabled()
     if cudnn is not None:
         torch.backends.cuda.enable_cudnn_sdp(bool(int(cudnn)))
@@ -222,6 +226,12 @@ def run_config(shape: str, spec: str, processor, samples, data_path: Path, promp
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     _free()
     model = build_gemma3_vlm(shape, processor, dtype=dtype, device=device, seed=args.seed)
+    if q4:
+        from lib.perf import quantize_language_model_4bit
+
+        print(f"[{spec}] quantized {quantize_language_model_4bit(model)} language-model linear layers to NF4", flush=True)
+        if kind == "ours":
+            opts["load_in_4bit"] = "1"
     out_dir = Path(args.work_dir) / f"{shape}_{spec.replace(':', '_').replace('=', '')}"
     max_steps = args.warmup_steps + args.steps
     if kind == "trl":
@@ -236,7 +246,7 @@ def run_config(shape: str, spec: str, processor, samples, data_path: Path, promp
         _set_deterministic_lora(trainer.model, args.seed)
         eot = processor.tokenizer.convert_tokens_to_ids("<end_of_turn>") if kind == "trl" else None
         check = _loss_and_grads(trainer, list(range(args.check_batch)), eot)
-        if ref_check is not None:
+        if ref_check is not None and not q4:  # a 4-bit base computes a different function: nothing to compare
             row["vs_trl"] = _compare(ref_check, check)
         # fresh adapters for the timed run (values do not affect speed)
         _set_deterministic_lora(trainer.model, args.seed + 1)
@@ -268,6 +278,9 @@ def _fmt_table(rows: list[dict]) -> str:
     hdr = ["shape", "config", "s/step", "samples/s", "tokens/s", "MFU", "peak GiB", "vs TRL: loss rel", "grad rel L2"]
     lines = [" | ".join(hdr), " | ".join("---" for _ in hdr)]
     for r in rows:
+        if "error" in r:
+            lines.append(" | ".join([r["shape"], r["config"], "failed: " + r["error"][:120]] + ["-"] * (len(hdr) - 3)))
+            continue
         v = r.get("vs_trl") or {}
         lines.append(" | ".join([
             r["shape"], r["config"], f"{r['s_per_step']:.3f}", f"{r['samples_per_s']:.2f}", f"{r['tokens_per_s']:.0f}",
@@ -307,8 +320,15 @@ def main(args: BenchTrainArgs) -> dict:
         samples = load_samples(data_path)
         ref = None
         for spec in args.configs:
-            row, check = run_config(shape, spec, processor, samples, data_path, prompt, args, ref)
-            if ref is None and spec.startswith("trl") and check is not None:
+            try:
+                row, check = run_config(shape, spec, processor, samples, data_path, prompt, args, ref)
+            except Exception as exc:  # one failing configuration (e.g. OOM) must not lose the others' rows
+                import traceback
+
+                traceback.print_exc()
+                row, check = {"shape": shape, "config": spec, "error": f"{type(exc).__name__}: {exc}"[:500]}, None
+                _free()
+            if ref is None and spec.startswith("trl") and check is not None and "q4=1" not in spec:
                 ref = check
             rows.append(row)
             print("result:", json.dumps(row), flush=True)

@@ -111,8 +111,22 @@ QWEN_SPEC: dict[str, Any] = {
     "seed": 0,
 }
 
+# The GPU learning run's model (issue 8; configs/learning_run/): Gemma 3's architecture at ~1% of 4B's width. A
+# 256 px image is 16x16 SigLIP patches of 16 px, each its own image token (Gemma 3 pools 4x4 patches per token):
+# about one token per glyph of the task's 18-26 px text. ~13 M parameters, so a bf16 checkpoint (~26 MB) fits the
+# device's 64 MiB transfer limit and training can continue across calls.
+READER_SPEC: dict[str, Any] = {
+    "arch": "gemma3",
+    "image_size": 256, "patch_size": 16, "mm_tokens": 256,
+    "vision_hidden": 256, "vision_layers": 4, "vision_heads": 4, "vision_intermediate": 1024,
+    "text_hidden": 256, "text_layers": 4, "text_heads": 4, "text_kv_heads": 2, "head_dim": 64,
+    "text_intermediate": 1024, "seed": 0, "rope_theta": 10000.0,
+    "tie_word_embeddings": True, "lm_head_std": 0.02, "projector_std": 0.05,
+}
+
 EMBEDDED_MODELS: dict[str, dict[str, Any]] = {
     "embedded/tiny-gemma3": GEMMA_SPEC,
+    "embedded/gemma3-reader": READER_SPEC,
     "embedded/tiny-qwen2.5-vl": QWEN_SPEC,
 }
 
@@ -195,7 +209,7 @@ def _build_gemma3(spec: dict[str, Any], out: Path) -> None:
                               "image_token": "<image_soft_token>", "sot_token": "<start_of_turn>",
                               "eot_token": "<end_of_turn>"})
     ids = {t: tok.convert_tokens_to_ids(t) for t in GEMMA_SPECIAL}
-    n_patches = (spec["image_size"] // spec["patch_size"]) ** 2
+    n_patches = spec.get("mm_tokens") or (spec["image_size"] // spec["patch_size"]) ** 2
     text = Gemma3TextConfig(
         vocab_size=len(tok), hidden_size=spec["text_hidden"], intermediate_size=spec["text_intermediate"],
         num_hidden_layers=spec["text_layers"], num_attention_heads=spec["text_heads"],

@@ -88,6 +88,12 @@ class SFTArgs:
     optim: str = field("adamw_torch", help="transformers optimizer name (adamw_torch; adamw_8bit needs bitsandbytes)")
     max_grad_norm: float = field(1.0, help="gradient clipping")
     gradient_checkpointing: bool = field(False, help="recompute activations to save memory (slower)")
+    vision_learning_rate: float | None = field(None, help="peak learning rate for trainable vision-tower and projector "
+                                               "parameters (default: --learning_rate); a new or random-init vision "
+                                               "tower often needs a higher one than the language model")
+    max_train_seconds: float = field(0.0, help="stop training after this many seconds (0 = no limit): the step in "
+                                     "progress finishes, a checkpoint is saved and the final evaluation runs")
+    tf32: bool = field(False, help="allow TF32 matrix products on Ampere or newer GPUs (for --dtype float32 runs)")
     # -- speed (owner: gpu; lib/train/speed.py; measured in docs/GPU.md) -------------------------------------------
     loss_impl: str = field("chunked", choices=["chunked", "logits"], help="chunked: cross-entropy from the final "
                            "hidden states on label positions only, in chunks, its gradient computed in the forward "
@@ -129,6 +135,10 @@ class SFTArgs:
             raise ValueError("finetune=full cannot train a 4-bit model; use --no-load_in_4bit or --finetune lora")
         if not 0.0 <= self.val_ratio < 1.0:
             raise ValueError(f"val_ratio must be in [0, 1), got {self.val_ratio}")
+        if self.vision_learning_rate is not None and self.vision_learning_rate <= 0:
+            raise ValueError(f"vision_learning_rate must be > 0, got {self.vision_learning_rate}")
+        if self.max_train_seconds < 0:
+            raise ValueError(f"max_train_seconds must be >= 0, got {self.max_train_seconds}")
         if self.eval_steps <= 0 or self.save_steps <= 0:
             raise ValueError("eval_steps and save_steps must be > 0")
         if self.metric_for_best_model not in ("eval_cer", "eval_loss"):

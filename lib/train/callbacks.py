@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from transformers import TrainerCallback
 
-__all__ = ["GenerationCER", "StepLogCallback", "micro_cer"]
+__all__ = ["GenerationCER", "StepLogCallback", "TimeLimitCallback", "micro_cer"]
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +90,27 @@ class StepLogCallback(TrainerCallback):
         parts.append(f"eta {int(eta // 60)}m{int(eta % 60):02d}s")
         if "loss" in logs or "eval_loss" in logs or "eval_cer" in logs:
             self.printer(" | ".join(parts))
+
+
+class TimeLimitCallback(TrainerCallback):
+    """Stop training once `seconds` have passed since it began (`SFTArgs.max_train_seconds`): the step in progress
+    finishes, then the Trainer saves a checkpoint and ends as at `max_steps` (the learning-rate schedule is not
+    shortened). `stopped_at_step` records where."""
+
+    def __init__(self, seconds: float, printer=print):
+        self.seconds = float(seconds)
+        self.printer = printer
+        self.t0: float | None = None
+        self.stopped_at_step: int | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.t0 is not None and self.stopped_at_step is None and time.perf_counter() - self.t0 >= self.seconds:
+            self.stopped_at_step = state.global_step
+            self.printer(f"max_train_seconds={self.seconds:g} reached at step {state.global_step}/{state.max_steps}: "
+                         "stopping (checkpoint + final evaluation follow)")
+            control.should_training_stop = True
+            control.should_save = True
+        return control

@@ -128,24 +128,72 @@ class OCRCollator:
                          "tokenizer merges the answer with the text around it); report this model and template")
 
 
-def measure_samples(collator: OCRCollator, samples: Sequence[Sample]) -> list[SampleLength]:
-    """Tokens per sample (image tokens included) and the pixels the model sees - one processor call per sample."""
+def _fixed_image_tokens(processor) -> bool:
+    """True when every image becomes the same number of tokens at the same resolution (Gemma 3 without
+    pan-and-scan), so one processor call tells the image part of every sample."""
+    ip = getattr(processor, "image_processor", None)
+    return (getattr(processor, "image_seq_length", None) is not None and ip is not None
+            and not getattr(ip, "do_pan_and_scan", False))
+
+
+def _measure_one(collator: OCRCollator, s: Sample) -> SampleLength:
+    image = _open(s)
+    _, full = collator.texts(s.text)
+    enc = collator.processor(text=[full], images=[[image]], return_tensors="pt", add_special_tokens=False)
+    ids = enc["input_ids"][0].tolist()
+    n_img = sum(1 for t in ids if t in collator.image_token_ids)
+    pv = enc.get("pixel_values")
+    if "image_grid_thw" in enc:  # Qwen-style: (t, h, w) patches
+        t, h, w = enc["image_grid_thw"][0].tolist()
+        patch = getattr(collator.processor.image_processor, "patch_size", 14)
+        pixels = (int(w * patch), int(h * patch))
+    elif pv is not None and pv.dim() == 4:
+        pixels = (int(pv.shape[-1]), int(pv.shape[-2]))
+    else:
+        pixels = image.size
+    return SampleLength(index=s.index, n_tokens=len(ids), n_image_tokens=n_img,
+                        n_label_tokens=len(collator.answer_ids(s.text)), pixels=pixels)
+
+
+def answer_lengths(collator: OCRCollator, answers: Sequence[str]) -> list[int]:
+    """len(collator.answer_ids(a)) for every answer, with one batched tokenizer call. The chat template is rendered
+    once around a sentinel answer and reused when that reproduces the real rendering on a spread of answers
+    (otherwise each answer is rendered)."""
+    sentinel = "\u2063SENTINEL\u2063"
+    prompt_only, full_s = collator.texts(sentinel)
+    at = full_s.index(sentinel)
+    pre, post = full_s[:at], full_s[at + len(sentinel):]
+
+    def fast(a: str) -> str:
+        return pre + a.strip() + post
+
+    render = fast
+    for a in list(answers[:: max(1, len(answers) // 16)])[:16] + list(answers[-1:]):
+        if fast(a) != collator.texts(a)[1]:
+            render = lambda a: collator.texts(a)[1]  # noqa: E731 - template transforms answers: render each
+            break
+    tails = [render(a)[len(prompt_only):] for a in answers]
     out = []
-    for s in samples:
-        image = _open(s)
-        _, full = collator.texts(s.text)
-        enc = collator.processor(text=[full], images=[[image]], return_tensors="pt", add_special_tokens=False)
-        ids = enc["input_ids"][0].tolist()
-        n_img = sum(1 for t in ids if t in collator.image_token_ids)
-        pv = enc.get("pixel_values")
-        if "image_grid_thw" in enc:  # Qwen-style: (t, h, w) patches
-            t, h, w = enc["image_grid_thw"][0].tolist()
-            patch = getattr(collator.processor.image_processor, "patch_size", 14)
-            pixels = (int(w * patch), int(h * patch))
-        elif pv is not None and pv.dim() == 4:
-            pixels = (int(pv.shape[-1]), int(pv.shape[-2]))
-        else:
-            pixels = image.size
-        out.append(SampleLength(index=s.index, n_tokens=len(ids), n_image_tokens=n_img,
-                                n_label_tokens=len(collator.answer_ids(s.text)), pixels=pixels))
+    for a, ids in zip(answers, collator.tokenizer(tails, add_special_tokens=False)["input_ids"]):
+        if collator.end_of_turn_id not in ids:
+            raise LabelError(f"the chat template puts no end-of-turn token (id {collator.end_of_turn_id}) after the "
+                             f"answer {a[:60]!r}")
+        out.append(ids.index(collator.end_of_turn_id) + 1)
     return out
+
+
+def measure_samples(collator: OCRCollator, samples: Sequence[Sample]) -> list[SampleLength]:
+    """Tokens per sample (image tokens included) and the pixels the model sees. One processor call per sample, or,
+    for processors with a fixed image size and token count (Gemma 3 without pan-and-scan), one call for the first
+    sample and a batched tokenizer call for the answers (checked against the full processor on a few samples)."""
+    samples = list(samples)
+    if len(samples) > 32 and _fixed_image_tokens(collator.processor):
+        first = _measure_one(collator, samples[0])
+        base = first.n_tokens - first.n_label_tokens  # prompt, image tokens and what follows the answer
+        lens = answer_lengths(collator, [s.text for s in samples])
+        out = [SampleLength(index=s.index, n_tokens=base + n, n_image_tokens=first.n_image_tokens, n_label_tokens=n,
+                            pixels=first.pixels) for s, n in zip(samples, lens)]
+        probe = list(range(1, len(samples), max(1, len(samples) // 4)))[:4]
+        if all(_measure_one(collator, samples[i]) == out[i] for i in probe):
+            return out
+    return [_measure_one(collator, s) for s in samples]

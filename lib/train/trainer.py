@@ -28,7 +28,7 @@ import torch
 from transformers import Trainer
 
 from lib.train.args import SFTArgs
-from lib.train.callbacks import GenerationCER, StepLogCallback, micro_cer
+from lib.train.callbacks import GenerationCER, StepLogCallback, TimeLimitCallback, micro_cer
 from lib.train.collator import IGNORE_INDEX, OCRCollator, measure_samples
 
 __all__ = ["OCRTrainer", "build_trainer", "run_training", "apply_peft", "TrainingDataError", "lora_target_names",
@@ -64,6 +64,7 @@ class OCRTrainer(Trainer):
         self.generation_cer = generation_cer
 
     loss_impl = "logits"  # build_trainer sets it from SFTArgs.loss_impl
+    vision_learning_rate: float | None = None  # build_trainer sets it from SFTArgs.vision_learning_rate
     group_lengths: list[int] | None = None  # build_trainer sets it when SFTArgs.group_by_length
 
     def _get_train_sampler(self, train_dataset=None):
@@ -75,6 +76,26 @@ class OCRTrainer(Trainer):
                                                   else self.args.seed)
         return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
                                     lengths=self.group_lengths, generator=generator)
+
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer; with `vision_learning_rate`, vision-tower and projector parameters get their own
+        parameter groups at that peak rate (the scheduler scales every group's rate by the same factor)."""
+        if self.vision_learning_rate is None or self.optimizer is not None:
+            return super().create_optimizer(model)
+        opt_model = self.model if model is None else model
+        decay = set(self.get_decay_parameter_names(opt_model))
+        groups: dict[tuple[bool, bool], list] = {}
+        for name, p in opt_model.named_parameters():
+            if p.requires_grad:
+                vision = any(part in VISION_PREFIXES or part in PROJECTOR_NAMES for part in name.split("."))
+                groups.setdefault((vision, name in decay), []).append(p)
+        param_groups = [{"params": ps, "weight_decay": self.args.weight_decay if dec else 0.0,
+                         **({"lr": self.vision_learning_rate} if vision else {})}
+                        for (vision, dec), ps in sorted(groups.items())]
+        cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        kwargs.pop("params", None)
+        self.optimizer = cls(param_groups, **kwargs)
+        return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # DeepSpeed ZeRO keeps the head's weight partitioned outside its own forward: use the logits path there
@@ -258,7 +279,7 @@ def _training_arguments(args: SFTArgs, has_eval: bool):
         bf16=bf16, fp16=False, use_cpu=not cuda, gradient_checkpointing=args.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if args.gradient_checkpointing else None,
         remove_unused_columns=False, prediction_loss_only=True, dataloader_num_workers=args.dataloader_num_workers,
-        disable_tqdm=True, save_only_model=False,
+        disable_tqdm=True, save_only_model=False, tf32=True if (args.tf32 and cuda) else None,
         # no per-step host<->device syncs (docs/GPU.md): a NaN/inf check of every loss and blocking batch copies
         # would make the CPU wait for the GPU each step instead of queueing the next one
         logging_nan_inf_filter=False, accelerator_config={"non_blocking": True},
@@ -308,6 +329,8 @@ def build_trainer(args: SFTArgs, *, model=None, processor=None, train_samples=No
                             max_new_tokens=args.eval_max_new_tokens,
                             batch_size=args.per_device_eval_batch_size) if eval_samples else None
     cbs = [StepLogCallback(printer), *callbacks]
+    if args.max_train_seconds:
+        cbs.append(TimeLimitCallback(args.max_train_seconds, printer))
     try:
         from lib.search.pruning import OptunaPruningCallback
     except ImportError:  # search module absent: only a problem when a trial asks for it
@@ -324,6 +347,7 @@ def build_trainer(args: SFTArgs, *, model=None, processor=None, train_samples=No
 
     trainer.remove_callback(PrinterCallback)  # StepLogCallback prints one dense line instead of raw dicts
     trainer.loss_impl = args.loss_impl
+    trainer.vision_learning_rate = args.vision_learning_rate
     if args.group_by_length:  # answer length in characters: proportional to tokens, no processor call needed
         trainer.group_lengths = [len(s.text) for s in train_samples]
     _apply_speed_options(trainer, args, printer)

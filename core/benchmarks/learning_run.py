@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""Does our trainer teach a random-init VLM to read? One command: data -> train -> held-out CER -> learning curve.
+
+    python core/benchmarks/learning_run.py --stage line --work_dir runs/learn      # GPU: ~8 min on one H100
+    python core/benchmarks/learning_run.py --stage paragraph --init_model runs/learn/export --work_dir runs/learn2
+
+1. Renders the stage's data with all CPU cores (lib/synth/lines.py) as 256 px squares: `line` = single lines of
+   2-12 characters in 18-26 px glyphs near the left edge (a line crop, letterboxed); `paragraph` = 2-4 lines of up
+   to 12 characters in 18-22 px glyphs anywhere. Half of the strings are real
+   公文 text windows, half uniformly random characters (no language prior helps). Validation and the two test sets
+   (`test_content`: 公文 text from unseen documents; `test_random`: random characters) never repeat a training string.
+2. Trains with `core/sft_gemma.py --config <configs/learning_run/...>` (the project's own training path) in a
+   subprocess: the embedded `gemma3-reader` (Gemma 3 architecture, 20 M parameters, random init) or `--init_model`.
+3. Scores both test sets with `core/evaluate.py --mode hf` (greedy; micro CER, standard profile, 95 % bootstrap CI).
+4. Writes `<out_dir>/learning_curve.png` (validation CER and training loss against step and minutes), the summary
+   `<out_dir>/learning_run.json`, and with `--export_dir` the trained model in bf16 shards of <= 15 MB (so it can
+   travel back from the GPU machine and be continued with `--init_model`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from lib.config import field, parse_args
+
+ROOT = Path(__file__).resolve().parents[2]
+
+STAGES = {
+    "line": dict(min_font=18, max_font=26, min_len=2, max_len=12, max_lines=1, placement="left"),
+    "paragraph": dict(min_font=18, max_font=22, min_len=4, max_len=12, max_lines=4, placement="anywhere"),
+}
+
+
+@dataclasses.dataclass
+class LearningRunArgs:
+    """Train the embedded reader VLM on rendered text crops and report held-out CER with a learning curve."""
+
+    stage: str = field("line", choices=sorted(STAGES), help="curriculum stage: line (single lines) | paragraph")
+    train_config: str | None = field(None, help="training config (default configs/learning_run/<stage>.json)")
+    init_model: str | None = field(None, help="start from this model folder (e.g. a previous run's --export_dir) "
+                                   "instead of the config's model_name")
+    work_dir: str = field("runs/learning_run", help="data, checkpoints, results")
+    out_dir: str | None = field(None, help="curve PNG + summary JSON (default: work_dir)")
+    export_dir: str | None = field(None, help="also save the trained model here in bf16 shards <= 15 MB")
+    n_train: int = field(200_000, help="training samples rendered")
+    n_val: int = field(256, help="validation samples (CER during training)")
+    n_test: int = field(500, help="samples in each test set (test_content, test_random)")
+    n_docs: int = field(3000, help="synthetic documents whose text feeds the training strings")
+    random_share: float = field(0.9, help="share of training strings of uniformly random characters (the rest: 公文 "
+                                "text windows); random strings leave reading as the only way to lower the loss")
+    workers: int = field(0, help="rendering processes (0 = all cores)")
+    seed: int = field(0, help="data seed")
+    max_steps: int | None = field(None, help="override the config's max_steps")
+    max_train_seconds: float | None = field(None, help="override the config's max_train_seconds")
+    eval_batch_size: int = field(128, help="test-set generation batch size")
+    max_new_tokens: int = field(80, help="test-set generation limit")
+    n_bootstrap: int = field(1000, help="bootstrap resamples for the test CIs")
+    train_args: str = field("{}", help="extra training settings as JSON (override the config file)")
+    pack_fonts: str | None = field(None, help="only write the run's two fonts, subset to its characters, into this "
+                                   "folder and exit (carry it to a machine without CJK fonts; point "
+                                   "GEMMA_OCR_FONT_DIRS at it there)")
+
+
+def _run(cmd: list[str], log_path: Path, env=None) -> None:
+    print("$ " + " ".join(cmd), flush=True)
+    with open(log_path, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        for line in proc.stdout:
+            fh.write(line)
+            if any(k in line for k in ("eval_cer", "step ", "final validation", "max_train_seconds", "Error", "error")):
+                print("    " + line.rstrip()[:300], flush=True)
+        rc = proc.wait()
+    if rc != 0:
+        sys.stderr.write(log_path.read_text()[-6000:])
+        raise SystemExit(f"command failed ({rc}): see {log_path}")
+
+
+def make_data(args: LearningRunArgs, data_dir: Path) -> dict:
+    from lib.quickstart_data import pick_fonts
+    from lib.synth.lines import LineTask, build_line_dataset, content_pool, make_strings, task_charset
+
+    t0 = time.time()
+    done = data_dir / "data_info.json"
+    if done.is_file():
+        info = json.loads(done.read_text(encoding="utf-8"))
+        if info.get("key") == _data_key(args):
+            print(f"data: reusing {data_dir} ({info['counts']})", flush=True)
+            return info
+    fonts = pick_fonts(2)
+    task = LineTask(**STAGES[args.stage], random_share=args.random_share)
+    pool_train = content_pool(args.seed * 2 + 1, args.n_docs)
+    pool_test = content_pool(args.seed * 2 + 2, max(50, args.n_docs // 10))
+    charset = task_charset(fonts, pool_train + pool_test)
+    rng = random.Random(args.seed)
+    train = make_strings(rng, task, args.n_train, pool_train, charset)
+    seen = set(train)
+    val = make_strings(rng, task, args.n_val, pool_test, charset, exclude=seen)
+    test_c = make_strings(rng, dataclasses.replace(task, random_share=0.0), args.n_test, pool_test, charset,
+                          exclude=seen)
+    test_r = make_strings(rng, dataclasses.replace(task, random_share=1.0), args.n_test, pool_test, charset,
+                          exclude=seen)
+    paths = build_line_dataset(data_dir, {"train": train, "val": val, "test_content": test_c, "test_random": test_r},
+                               task=task, fonts=fonts, seed=args.seed, workers=args.workers)
+    info = {"key": _data_key(args), "paths": {k: str(v) for k, v in paths.items()},
+            "counts": {"train": len(train), "val": len(val), "test_content": len(test_c), "test_random": len(test_r)},
+            "fonts": [f.name for f in fonts], "charset_size": len(charset),
+            "hanzi": sum("\u4e00" <= c <= "\u9fff" for c in charset), "task": dataclasses.asdict(task),
+            "seconds": round(time.time() - t0, 1)}
+    (data_dir / "data_info.json").write_text(json.dumps(info, ensure_ascii=False, indent=2), encoding="utf-8")
+    print(f"data: {info['counts']} in {info['seconds']} s, fonts {info['fonts']}, {info['charset_size']} characters "
+          f"({info['hanzi']} Hanzi)", flush=True)
+    return info
+
+
+def pack_fonts(args: LearningRunArgs, out_dir: Path) -> list[Path]:
+    """The fonts `make_data` would pick, subset (fontTools) to every character the run can draw."""
+    from fontTools import subset
+
+    from lib import render
+    from lib.quickstart_data import pick_fonts
+    from lib.synth.lines import content_pool
+
+    fonts = pick_fonts(2)
+    text = "".join(content_pool(args.seed * 2 + 1, args.n_docs) + content_pool(args.seed * 2 + 2, max(50, args.n_docs // 10)))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for f in fonts:
+        opts = subset.Options()
+        opts.font_number = getattr(f, "index", 0) or 0
+        opts.layout_features = ["*"]
+        opts.name_IDs = ["*"]
+        opts.name_languages = ["*"]
+        font = subset.load_font(f.path, opts)
+        sub = subset.Subsetter(opts)
+        # + ASCII, and lib.render's script probes (so the subset is still recognised as a Traditional Chinese font)
+        sub.populate(text=text + "".join(chr(c) for c in range(0x20, 0x7F)) + "".join(render._PROBE.values()))
+        sub.subset(font)
+        dest = out_dir / (f.name.replace(" ", "") + ".otf")
+        subset.save_font(font, str(dest), opts)
+        written.append(dest)
+        print(f"{f.name}: {f.path} -> {dest} ({dest.stat().st_size / 1e6:.1f} MB)")
+    return written
+
+
+def _data_key(args: LearningRunArgs) -> str:
+    return json.dumps([args.stage, args.n_train, args.n_val, args.n_test, args.n_docs, args.random_share, args.seed])
+
+
+def plot_curve(log_history: list[dict], out_png: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ev = [(h["step"], h["eval_cer"]) for h in log_history if "eval_cer" in h]
+    tr = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
+    fig, ax1 = plt.subplots(figsize=(7, 4), dpi=120)
+    if ev:
+        ax1.plot(*zip(*ev), "o-", color="tab:blue", label="validation CER (greedy)")
+    ax1.set_xlabel("optimizer step")
+    ax1.set_ylabel("CER", color="tab:blue")
+    ax1.set_ylim(0, max(1.05, max((c for _, c in ev), default=1.0)))
+    ax1.grid(alpha=0.3)
+    ax2 = ax1.twinx()
+    if tr:
+        ax2.plot(*zip(*tr), color="tab:orange", alpha=0.7, label="training loss")
+    ax2.set_ylabel("training loss", color="tab:orange")
+    ax2.set_yscale("log")
+    ax1.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_png)
+    plt.close(fig)
+
+
+def export_bf16(model_dir: Path, export_dir: Path) -> float:
+    """The trained model + processor in bf16, safetensors shards <= 15 MB. Returns the size in MB."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.bfloat16)
+    export_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(export_dir, max_shard_size="15MB")
+    AutoProcessor.from_pretrained(model_dir).save_pretrained(export_dir)
+    for name in ("ocr_prompt.yml", "training_config.json", "metadata.json"):
+        if (model_dir / name).is_file():
+            (export_dir / name).write_bytes((model_dir / name).read_bytes())
+    return sum(p.stat().st_size for p in export_dir.iterdir() if p.is_file()) / 1e6
+
+
+def main(args: LearningRunArgs) -> dict:
+    if args.pack_fonts:
+        pack_fonts(args, Path(args.pack_fonts))
+        return {}
+    t0 = time.time()
+    work = Path(args.work_dir).resolve()
+    out = Path(args.out_dir).resolve() if args.out_dir else work
+    out.mkdir(parents=True, exist_ok=True)
+    data = make_data(args, work / "data")
+    t_data = time.time() - t0
+
+    cfg = args.train_config or str(ROOT / "configs" / "learning_run" / f"{args.stage}.json")
+    model_dir = work / "model"
+    cmd = [sys.executable, "core/sft_gemma.py", "--config", cfg, "--input_data", data["paths"]["train"],
+           "--val_data", data["paths"]["val"], "--output_dir", str(model_dir)]
+    if args.init_model:
+        cmd += ["--model_name", str(Path(args.init_model).resolve())]
+    if args.max_steps is not None:
+        cmd += ["--max_steps", str(args.max_steps)]
+    if args.max_train_seconds is not None:
+        cmd += ["--max_train_seconds", str(args.max_train_seconds)]
+    for k, v in json.loads(args.train_args).items():
+        cmd += [f"--{k}", v if isinstance(v, str) else json.dumps(v)]
+    t = time.time()
+    _run(cmd, work / "train.log")
+    t_train = time.time() - t
+    meta = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
+    final = Path(meta["final_dir"])
+
+    tests = {}
+    t = time.time()
+    for name in ("test_content", "test_random"):
+        res_path = out / f"{name}_results.json"
+        _run([sys.executable, "core/evaluate.py", "--mode", "hf", "--model-name", str(final), "--prompt-config",
+              str(final / "ocr_prompt.yml"), "--data-file", data["paths"][name], "--output-file", str(res_path),
+              "--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.eval_batch_size),
+              "--n_bootstrap", str(args.n_bootstrap)], work / f"eval_{name}.log")
+        r = json.loads(res_path.read_text(encoding="utf-8"))
+        s = r["scores"]["standard"]
+        tests[name] = {"cer": s.get("cer_micro"), "ci95": (s.get("ci95") or {}).get("cer_micro"),
+                       "exact_match": s.get("exact_match"), "n": r.get("total_samples"),
+                       "examples": [{"gt": x.get("label"), "pred": x.get("prediction")}
+                                    for x in r.get("samples", [])[:5]]}
+    t_eval = time.time() - t
+    log_history = meta.get("log_history", [])
+    evals = [{"step": h["step"], "eval_cer": h["eval_cer"], "eval_loss": h.get("eval_loss")}
+             for h in log_history if "eval_cer" in h]
+    device = (meta.get("hardware") or {}).get("gpus") or [f"CPU x{os.cpu_count()}"]
+    title = (f"{args.stage}: {meta['global_step']} steps, {meta['train_wall_s']:.0f} s on {device[0]}; test CER "
+             f"{tests['test_content']['cer']:.3f} (公文 text) / {tests['test_random']['cer']:.3f} (random chars)")
+    plot_curve(log_history, out / "learning_curve.png", title.replace("公文", "document"))
+    export_mb = None
+    if args.export_dir:
+        export_mb = round(export_bf16(final, Path(args.export_dir).resolve()), 1)
+    summary = {
+        "stage": args.stage, "command": " ".join(sys.argv), "config": cfg, "init_model": args.init_model,
+        "device": device[0], "data": {k: data[k] for k in ("counts", "fonts", "charset_size", "hanzi", "task")},
+        "global_step": meta["global_step"], "train_loss": meta.get("train_loss"),
+        "final_val_cer": meta.get("final_val_cer"), "best_checkpoint": meta.get("best_checkpoint"),
+        "tests": tests, "val_curve": evals, "seconds": {"data": round(t_data, 1), "train": round(t_train, 1),
+                                                        "train_loop": meta.get("train_wall_s"),
+                                                        "eval": round(t_eval, 1), "total": round(time.time() - t0, 1)},
+        "peak_memory": meta.get("peak_memory"), "export_mb": export_mb,
+    }
+    (out / "learning_run.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    print(f"\nlearning run ({args.stage}) on {device[0]}: {meta['global_step']} steps; data {t_data:.0f} s, "
+          f"train {t_train:.0f} s, eval {t_eval:.0f} s, total {time.time() - t0:.0f} s")
+    print("validation CER by step: " + ", ".join(f"{e['step']}:{e['eval_cer']:.3f}" for e in evals))
+    for name, r in tests.items():
+        ci = r["ci95"] or [float("nan")] * 2
+        print(f"{name:13} micro CER {r['cer']:.4f} [95% CI {ci[0]:.4f}, {ci[1]:.4f}], exact match "
+              f"{r['exact_match']}, n={r['n']}")
+        for ex in r["examples"][:3]:
+            print(f"    gt {ex['gt']!r} -> pred {ex['pred']!r}")
+    return summary
+
+
+if __name__ == "__main__":
+    main(parse_args(LearningRunArgs, prog="learning_run.py"))

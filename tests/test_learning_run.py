@@ -1,0 +1,152 @@
+"""The learning run's pieces (issue 8) on CPU: line/paragraph rendering and held-out strings, fonts packed for a
+machine without CJK fonts, the fast length measurement (== one processor call per sample), threaded image
+validation, the vision-tower learning rate, the training time limit, and the learning-curve plot."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "data" / "example.json"
+
+
+@pytest.fixture(scope="module")
+def fonts():
+    from lib.quickstart_data import pick_fonts
+
+    return pick_fonts(2)
+
+
+def test_strings_never_repeat_excluded_ones_and_respect_the_task():
+    from lib.synth.lines import LineTask, content_pool, make_strings
+
+    pool = content_pool(1, 20)
+    assert len(pool) > 100 and all(len(x) >= 2 for x in pool)
+    charset = "".join(sorted({c for ln in pool for c in ln}))
+    task = LineTask(min_len=3, max_len=6, random_share=0.5)
+    train = make_strings(random.Random(0), task, 400, pool, charset)
+    assert all(3 <= len(s) <= 6 for s in train)
+    held = make_strings(random.Random(1), task, 200, pool, charset, exclude=set(train))
+    assert not set(held) & set(train)
+    para = make_strings(random.Random(2), LineTask(max_lines=4, min_len=4, max_len=8), 50, pool, charset)
+    assert all(2 <= s.count("\n") + 1 <= 4 for s in para)
+    rand = make_strings(random.Random(3), LineTask(random_share=1.0), 50, pool, charset)
+    assert all("\u4e00" <= c <= "\u9fff" for s in rand for c in s)  # random strings: Hanzi only, no prior
+
+
+def test_rendered_dataset_loads_and_shows_the_text_where_the_task_says(tmp_path, fonts):
+    import numpy as np
+    from PIL import Image
+
+    from lib.data import load_samples, validate_samples
+    from lib.synth.lines import LineTask, build_line_dataset
+
+    task = LineTask(image_size=128, min_font=16, max_font=20, max_len=6)
+    texts = ["中華民國", "臺北市政府", "函"]
+    paths = build_line_dataset(tmp_path, {"train": texts, "test": ["公文"]}, task=task, fonts=fonts, workers=2)
+    samples = load_samples(paths["train"])
+    assert [s.text for s in samples] == texts and validate_samples(samples).ok
+    for s in samples:
+        arr = np.asarray(Image.open(s.image_path).convert("L"), dtype=np.int16)
+        assert arr.shape == (128, 128)
+        ink_cols = np.nonzero((arr < arr.max() - 60).any(axis=0))[0]
+        assert ink_cols.size and ink_cols.min() <= 12  # "left" placement: a line crop starts at the left edge
+    assert json.loads((tmp_path / "task.json").read_text())["image_size"] == 128
+
+
+def test_packed_fonts_draw_every_character_of_the_run(tmp_path):
+    from lib.render import font_covers
+    from lib.synth.lines import content_pool
+
+    import core.benchmarks.learning_run as lr
+
+    args = lr.LearningRunArgs(n_docs=30, pack_fonts=str(tmp_path / "fonts"))
+    written = lr.pack_fonts(args, Path(args.pack_fonts))
+    assert len(written) == 2 and all(p.stat().st_size < 3_000_000 for p in written)
+    text = "".join(content_pool(1, 30))
+    for p in written:
+        assert font_covers(str(p), text), p
+
+
+def test_fast_length_measurement_equals_one_processor_call_per_sample(monkeypatch):
+    import lib.train.collator as C
+    from lib.data import load_samples
+    from lib.modeling import load_model_and_processor
+    from lib.prompt import load_prompt
+    from lib.train.collator import OCRCollator, _measure_one, measure_samples
+
+    _, processor = load_model_and_processor("embedded/tiny-gemma3")
+    base = load_samples(EXAMPLE)
+    samples = [base[i % len(base)] for i in range(40)]
+    collator = OCRCollator(processor, load_prompt())
+    calls = []
+    monkeypatch.setattr(C, "_measure_one", lambda c, s: calls.append(s) or _measure_one(c, s))
+    fast = measure_samples(collator, samples)
+    assert len(calls) <= 5  # the first sample + 4 checks, not one processor call per sample
+    slow = [_measure_one(collator, s) for s in samples]
+    assert fast == slow
+
+
+def test_threaded_validation_names_the_broken_rows(tmp_path):
+    from PIL import Image
+
+    from lib.data import load_samples, validate_samples
+
+    rows = []
+    for i in range(80):
+        Image.new("RGB", (8, 8), "white").save(tmp_path / f"{i}.png")
+        rows.append({"img_path": f"{i}.png", "ocr_results": f"t{i}"})
+    (tmp_path / "17.png").write_bytes(b"not a png")
+    rows[33]["img_path"] = "missing.png"
+    (tmp_path / "d.json").write_text(json.dumps(rows))
+    report = validate_samples(load_samples(tmp_path / "d.json"), workers=4)
+    assert sorted(p["row"] for p in report.problems) == [17, 33]
+    assert {p["problem"].split(" (")[0] for p in report.problems} == {"unreadable or corrupt image", "file not found"}
+
+
+def _args(tmp: Path, **kw):
+    from lib.train.args import SFTArgs
+
+    base = dict(model_name="embedded/tiny-gemma3", input_data=str(EXAMPLE), val_ratio=0.0, output_dir=str(tmp),
+                max_steps=3, per_device_train_batch_size=2, gradient_accumulation_steps=1, eval_steps=10,
+                save_steps=10, learning_rate=1e-3, max_seq_length=512, seed=1, finetune="full")
+    base.update(kw)
+    return SFTArgs(**base)
+
+
+def test_vision_learning_rate_gets_its_own_parameter_groups(tmp_path):
+    from lib.train.trainer import VISION_PREFIXES, build_trainer
+
+    trainer = build_trainer(_args(tmp_path, vision_learning_rate=5e-3), printer=lambda *a: None)
+    opt = trainer.create_optimizer()
+    by_lr: dict[float, set] = {}
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    for g in opt.param_groups:
+        for p in g["params"]:
+            by_lr.setdefault(g["lr"], set()).add(names[id(p)])
+    assert set(by_lr) == {1e-3, 5e-3}
+    assert all(any(v in n for v in VISION_PREFIXES + ("multi_modal_projector",)) for n in by_lr[5e-3])
+    assert not any(any(v in n for v in VISION_PREFIXES) for n in by_lr[1e-3])
+    trainable = sum(1 for p in trainer.model.parameters() if p.requires_grad)
+    assert sum(len(v) for v in by_lr.values()) == trainable
+
+
+def test_time_limit_stops_training_and_keeps_a_checkpoint(tmp_path):
+    from lib.train.trainer import run_training
+
+    meta = run_training(_args(tmp_path, max_steps=50, max_train_seconds=0.001, finetune="lora"),
+                        printer=lambda *a: None)
+    assert meta["global_step"] == 1
+    assert (tmp_path / "checkpoint-1").is_dir() and (tmp_path / "lora" / "adapter_config.json").is_file()
+
+
+def test_learning_curve_plot(tmp_path):
+    import core.benchmarks.learning_run as lr
+
+    hist = [{"step": s, "loss": 5.0 / s} for s in range(1, 40)] + [{"step": s, "eval_cer": 1.0 / s} for s in (10, 20)]
+    lr.plot_curve(hist, tmp_path / "c.png", "test")
+    assert (tmp_path / "c.png").stat().st_size > 5000
