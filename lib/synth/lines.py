@@ -38,7 +38,8 @@ class LineTask:
     max_font: int = 26
     min_len: int = 2  # characters per line
     max_len: int = 12
-    max_lines: int = 1  # 1 = single lines; > 1 = paragraphs of 2..max_lines lines
+    max_lines: int = 1  # 1 = single lines; > 1 = paragraphs of min_lines..max_lines lines
+    min_lines: int = 2
     random_share: float = 0.5  # share of strings of uniformly random characters
     max_ink: int = 90  # darkest ink grey level is 0, lightest max_ink
     min_paper: int = 215  # background grey level in [min_paper, 255]
@@ -98,7 +99,7 @@ def make_strings(rng: random.Random, task: LineTask, n: int, pool: Sequence[str]
         tries += 1
         if tries > 50 * n + 1000:
             raise RuntimeError(f"could only make {len(out)} of {n} strings not in the excluded set; use a larger pool")
-        k = rng.randint(2, task.max_lines) if task.max_lines > 1 else 1
+        k = rng.randint(min(task.min_lines, task.max_lines), task.max_lines) if task.max_lines > 1 else 1
         text = "\n".join(_one_string(rng, task, pool, charset, hanzi) for _ in range(k))
         if text not in exclude:
             out.append(text)
