@@ -150,3 +150,19 @@ def test_learning_curve_plot(tmp_path):
     hist = [{"step": s, "loss": 5.0 / s} for s in range(1, 40)] + [{"step": s, "eval_cer": 1.0 / s} for s in (10, 20)]
     lr.plot_curve(hist, tmp_path / "c.png", "test")
     assert (tmp_path / "c.png").stat().st_size > 5000
+
+
+def test_export_is_bf16_shards_that_load_back(tmp_path):
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    import core.benchmarks.learning_run as lr
+    from lib.models.embedded import resolve_model_path
+
+    src = Path(resolve_model_path("embedded/tiny-gemma3"))
+    mb = lr.export_bf16(src, tmp_path / "export")
+    shards = list((tmp_path / "export").glob("*.safetensors"))
+    assert shards and all(p.stat().st_size <= 15_000_000 for p in shards) and mb < 64
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "export")
+    assert model.dtype == torch.bfloat16
+    assert AutoProcessor.from_pretrained(tmp_path / "export").image_processor.size["height"] == 96
