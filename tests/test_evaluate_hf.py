@@ -1,12 +1,11 @@
 """`--mode hf` with the tiny embedded Gemma 3 (built from config, random weights), run the way the quickstart
 driver calls it, and the same model's real predictions served over HTTP by a local OpenAI-compatible server."""
 
-import importlib.util
+import importlib
 import io
 import json
 import logging
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,15 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = "embedded/tiny-gemma3"
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"core_{name}", ROOT / "core" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ev = load_script("evaluate")
+ev = importlib.import_module("core.evaluate")
 
 
 def run(*argv):

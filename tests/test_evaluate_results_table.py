@@ -1,8 +1,7 @@
 """core/results_table.py builds the README table from result files (ours and the original project's format)."""
 
-import importlib.util
+import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,15 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"core_{name}", ROOT / "core" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-rt = load_script("results_table")
+rt = importlib.import_module("core.results_table")
 
 
 def original_result(path, model, preds, labels):

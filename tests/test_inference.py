@@ -1,8 +1,7 @@
 """core/inference.py: a folder of images and PDFs (rasterised at the stated DPI), any backend, text + JSON per page."""
 
-import importlib.util
+import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL_LINE = ROOT / ".." / "shared" / "data" / "real" / "rapidocr_lines" / "images" / "text_rec.jpg"
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"core_{name}", ROOT / "core" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-inf = load_script("inference")
+inf = importlib.import_module("core.inference")
 
 
 def run(*argv):

@@ -173,18 +173,12 @@ def build_app(args: CompareArgs):
 
 
 def serve(args: CompareArgs, block: bool = True):
-    from lib.ui.app import launch
+    from lib.ui.app import serve_app
 
     for flag, p in (("--model1", args.model1), ("--model2", args.model2)):
         if not Path(p).is_file():
             raise SystemExit(f"{flag} {p}: no such result file")
-    for root in args.data_root:
-        if not Path(root).is_dir():
-            raise SystemExit(f"--data-root {root} is not a folder")
-    demo = build_app(args)
-    url = launch(demo, server_name=args.server_name, server_port=args.server_port, share=args.share,
-                 allowed_paths=allowed_roots(args), block=block)
-    return demo, url
+    return serve_app(build_app, args, allowed_roots(args), block=block)
 
 
 def main(args: CompareArgs) -> dict:

@@ -256,17 +256,11 @@ def build_app(args: ViewerArgs):
 
 def serve(args: ViewerArgs, block: bool = True):
     """Build and launch; returns (demo, url)."""
-    from lib.ui.app import launch
+    from lib.ui.app import serve_app
 
     if not Path(args.eval_dir).is_dir():
         raise SystemExit(f"--eval_dir {args.eval_dir} is not a folder (point it at the folder of result JSON files)")
-    for root in args.data_root:
-        if not Path(root).is_dir():
-            raise SystemExit(f"--data-root {root} is not a folder")
-    demo = build_app(args)
-    url = launch(demo, server_name=args.server_name, server_port=args.server_port, share=args.share,
-                 allowed_paths=allowed_roots(args), block=block)
-    return demo, url
+    return serve_app(build_app, args, allowed_roots(args), block=block)
 
 
 def main(args: ViewerArgs) -> dict:

@@ -20,7 +20,7 @@ from urllib.parse import quote
 from lib.ui.diff import DIFF_CSS
 from lib.ui.tables import TABLE_CSS
 
-__all__ = ["import_gradio", "launch", "free_port", "file_url", "APP_CSS", "KEYBOARD_JS", "image_html"]
+__all__ = ["import_gradio", "launch", "serve_app", "free_port", "file_url", "APP_CSS", "KEYBOARD_JS", "image_html"]
 
 APP_CSS = DIFF_CSS + TABLE_CSS + """
 .ocr-img-wrap { overflow: auto; max-height: 760px; border: 1px solid var(--border-color-primary); border-radius: 6px;
@@ -106,3 +106,15 @@ def launch(demo: Any, *, server_name: str = "127.0.0.1", server_port: int | None
         finally:
             demo.close()
     return local_url
+
+
+def serve_app(build_app, args: Any, allowed_paths: Sequence[str | os.PathLike], block: bool = True):
+    """The apps' `serve()`: refuse `--data-root` values that are not folders, build the Blocks with
+    `build_app(args)`, `launch` it with the app's server flags. Returns (demo, url)."""
+    for root in getattr(args, "data_root", ()) or ():
+        if not Path(root).is_dir():
+            raise SystemExit(f"--data-root {root} is not a folder")
+    demo = build_app(args)
+    url = launch(demo, server_name=args.server_name, server_port=args.server_port, share=args.share,
+                 allowed_paths=allowed_paths, block=block)
+    return demo, url
