@@ -28,8 +28,8 @@ __all__ = ["FontInfo", "FontCoverageError", "find_cjk_fonts", "font_covers", "mi
 
 SCRIPTS = ("hant", "hans")
 # Characters every usable font for the script must have; a face lacking any of them is not offered.
-_PROBE = {"hant": "臺灣國體發文號壹貳參",
-          "hans": "台湾国体发文号壹贰叁"}
+SCRIPT_PROBES = {"hant": "臺灣國體發文號壹貳參",
+                 "hans": "台湾国体发文号壹贰叁"}
 _SYSTEM_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts",
                 "/Library/Fonts", "/System/Library/Fonts", "C:/Windows/Fonts")
 _FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc")
@@ -243,7 +243,7 @@ def _file_faces(p: Path, index: dict) -> list[dict]:
         if kind is None or "mono" in family.lower() or "mbe" in family.lower():
             continue  # Mono / MBE variants duplicate the main faces
         region = _region_scripts(family)
-        scripts = [s for s in SCRIPTS if (region is None or s in region) and font_covers(key, _PROBE[s], idx)]
+        scripts = [s for s in SCRIPTS if (region is None or s in region) and font_covers(key, SCRIPT_PROBES[s], idx)]
         if scripts:
             faces.append({"index": idx, "name": family, "kind": kind, "scripts": scripts, "variable": variable})
     index[key] = {"stamp": stamp, "faces": faces}

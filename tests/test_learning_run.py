@@ -166,3 +166,13 @@ def test_export_is_bf16_shards_that_load_back(tmp_path):
     model = AutoModelForImageTextToText.from_pretrained(tmp_path / "export")
     assert model.dtype == torch.bfloat16
     assert AutoProcessor.from_pretrained(tmp_path / "export").image_processor.size["height"] == 96
+
+
+def test_bad_train_args_is_a_clear_error_before_any_work(tmp_path):
+    import core.benchmarks.learning_run as lr
+
+    for bad, says in (("{learning_rate: 1}", "is not JSON"), ("[1, 2]", "must be a JSON object")):
+        args = lr.LearningRunArgs(work_dir=str(tmp_path / "w"), train_args=bad)
+        with pytest.raises(SystemExit, match=says):
+            lr.main(args)
+        assert not (tmp_path / "w" / "data").exists()  # refused before rendering anything

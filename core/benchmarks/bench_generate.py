@@ -86,8 +86,9 @@ def main(args: BenchGenerateArgs) -> dict:
         print(f"{r['batch_size']} | {r['seconds']:.2f} | {r['images_per_s']:.2f} | {r['new_tokens_per_s']:.0f}")
     print(f"batched / one-at-a-time: {t1 / tb:.2f}x   identical texts: {same}/{len(images)}")
     if args.out_json:
-        Path(args.out_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out_json).write_text(json.dumps(result, indent=2), encoding="utf-8")
+        from lib.results import atomic_write_json
+
+        atomic_write_json(result, args.out_json)
     return result
 
 

@@ -336,8 +336,9 @@ def main(args: BenchTrainArgs) -> dict:
     print(table, flush=True)
     result = {"env": env, "args": dataclasses.asdict(args), "rows": rows, "table": table}
     if args.out_json:
-        Path(args.out_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out_json).write_text(json.dumps(result, indent=2), encoding="utf-8")
+        from lib.results import atomic_write_json
+
+        atomic_write_json(result, args.out_json)
     return result
 
 

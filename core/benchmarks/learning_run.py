@@ -32,6 +32,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lib.config import field, parse_args
+from lib.results import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,7 +125,7 @@ def make_data(args: LearningRunArgs, data_dir: Path) -> dict:
             "fonts": [f.name for f in fonts], "charset_size": len(charset),
             "hanzi": sum("\u4e00" <= c <= "\u9fff" for c in charset), "task": dataclasses.asdict(task),
             "seconds": round(time.time() - t0, 1)}
-    (data_dir / "data_info.json").write_text(json.dumps(info, ensure_ascii=False, indent=2), encoding="utf-8")
+    atomic_write_json(info, data_dir / "data_info.json")
     print(f"data: {info['counts']} in {info['seconds']} s, fonts {info['fonts']}, {info['charset_size']} characters "
           f"({info['hanzi']} Hanzi)", flush=True)
     return info
@@ -151,7 +152,7 @@ def pack_fonts(args: LearningRunArgs, out_dir: Path) -> list[Path]:
         font = subset.load_font(f.path, opts)
         sub = subset.Subsetter(opts)
         # + ASCII, and lib.render's script probes (so the subset is still recognised as a Traditional Chinese font)
-        sub.populate(text=text + "".join(chr(c) for c in range(0x20, 0x7F)) + "".join(render._PROBE.values()))
+        sub.populate(text=text + "".join(chr(c) for c in range(0x20, 0x7F)) + "".join(render.SCRIPT_PROBES.values()))
         sub.subset(font)
         dest = out_dir / (f.name.replace(" ", "") + ".otf")
         subset.save_font(font, str(dest), opts)
@@ -209,6 +210,15 @@ def main(args: LearningRunArgs) -> dict:
     if args.pack_fonts:
         pack_fonts(args, Path(args.pack_fonts))
         return {}
+    try:
+        extra = json.loads(args.train_args)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"--train_args is not JSON ({exc}); write e.g. '{{\"learning_rate\": 0.001}}'") from None
+    if not isinstance(extra, dict):
+        raise SystemExit("--train_args must be a JSON object of training settings, e.g. '{\"learning_rate\": 0.001}'")
+    cfg = args.train_config or str(ROOT / "configs" / "learning_run" / f"{args.stage}.json")
+    if not Path(cfg).is_file():
+        raise SystemExit(f"--train_config {cfg}: no such file (the stage's configs are in configs/learning_run/)")
     t0 = time.time()
     work = Path(args.work_dir).resolve()
     out = Path(args.out_dir).resolve() if args.out_dir else work
@@ -216,7 +226,6 @@ def main(args: LearningRunArgs) -> dict:
     data = make_data(args, work / "data")
     t_data = time.time() - t0
 
-    cfg = args.train_config or str(ROOT / "configs" / "learning_run" / f"{args.stage}.json")
     model_dir = work / "model"
     cmd = [sys.executable, "core/sft_gemma.py", "--config", cfg, "--input_data", data["paths"]["train"],
            "--val_data", data["paths"]["val"], "--output_dir", str(model_dir)]
@@ -226,7 +235,7 @@ def main(args: LearningRunArgs) -> dict:
         cmd += ["--max_steps", str(args.max_steps)]
     if args.max_train_seconds is not None:
         cmd += ["--max_train_seconds", str(args.max_train_seconds)]
-    for k, v in json.loads(args.train_args).items():
+    for k, v in extra.items():
         cmd += [f"--{k}", v if isinstance(v, str) else json.dumps(v)]
     t = time.time()
     _run(cmd, work / "train.log")
@@ -269,7 +278,7 @@ def main(args: LearningRunArgs) -> dict:
                                                         "eval": round(t_eval, 1), "total": round(time.time() - t0, 1)},
         "peak_memory": meta.get("peak_memory"), "export_mb": export_mb,
     }
-    (out / "learning_run.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    atomic_write_json(summary, out / "learning_run.json")
     print(f"\nlearning run ({args.stage}) on {device[0]}: {meta['global_step']} steps; data {t_data:.0f} s, "
           f"train {t_train:.0f} s, eval {t_eval:.0f} s, total {time.time() - t0:.0f} s")
     print("validation CER by step: " + ", ".join(f"{e['step']}:{e['eval_cer']:.3f}" for e in evals))

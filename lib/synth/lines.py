@@ -18,16 +18,12 @@ Held-out sets come from documents of a disjoint seed range and never repeat a tr
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import random
 from pathlib import Path
 from typing import Sequence
 
 __all__ = ["LineTask", "content_pool", "task_charset", "make_strings", "render_sample", "build_line_dataset"]
-
-PUNCT = set("，。、；：「」『』（）()《》〈〉？！…—-－·.／/%％　 ")
-
 
 @dataclasses.dataclass(frozen=True)
 class LineTask:
@@ -178,5 +174,5 @@ def build_line_dataset(out_dir: str | os.PathLike, splits: dict[str, list[str]],
             jobs = [(str(out), s, texts[s:s + chunk], split) for s in range(0, len(texts), chunk)]
             rows = [r for part in ex.map(_render_chunk, jobs) for r in part]
             paths[split] = atomic_write_json(rows, out / f"{split}.json")
-    (out / "task.json").write_text(json.dumps(dataclasses.asdict(task), indent=2), encoding="utf-8")
+    atomic_write_json(dataclasses.asdict(task), out / "task.json")
     return paths
