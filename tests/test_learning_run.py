@@ -5,6 +5,7 @@ validation, the vision-tower learning rate, the training time limit, and the lea
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -144,6 +145,17 @@ def test_time_limit_stops_training_and_keeps_a_checkpoint(tmp_path):
     assert (tmp_path / "checkpoint-1").is_dir() and (tmp_path / "lora" / "adapter_config.json").is_file()
 
 
+def test_time_limit_evaluates_the_last_step_so_best_model_selection_sees_it(tmp_path):
+    from lib.train.trainer import run_training
+
+    meta = run_training(_args(tmp_path, max_steps=50, max_train_seconds=0.001, finetune="lora", val_ratio=0.25,
+                              eval_steps=10, save_steps=10, eval_cer_samples=2, final_eval_samples=2,
+                              eval_max_new_tokens=4), printer=lambda *a: None)
+    assert meta["global_step"] == 1
+    assert [e["step"] for e in meta["log_history"] if "eval_loss" in e][0] == 1
+    assert meta["best_checkpoint"] is not None and meta["best_checkpoint"].endswith("checkpoint-1")
+
+
 def test_learning_curve_plot(tmp_path):
     import core.benchmarks.learning_run as lr
 
@@ -176,3 +188,18 @@ def test_bad_train_args_is_a_clear_error_before_any_work(tmp_path):
         with pytest.raises(SystemExit, match=says):
             lr.main(args)
         assert not (tmp_path / "w" / "data").exists()  # refused before rendering anything
+
+
+def test_learning_probe_trains_and_scores_held_out_lines(tmp_path):
+    import core.benchmarks.learning_probe as probe
+    from lib.config import parse_args
+
+    args = parse_args(probe.ProbeArgs, ["--name", "t", "--image_size", "64", "--mm_tokens", "16", "--layers", "1",
+                                        "--batch_size", "4", "--workers", "0", "--max_steps", "3", "--n_test", "4",
+                                        "--aligned_share", "0.3", "--page_share", "0.3", "--out_dir", str(tmp_path)])
+    out = probe.main(args)
+    saved = json.loads((tmp_path / "probe_t.json").read_text(encoding="utf-8"))
+    assert saved["curve"][-1]["step"] == 3 and 0 < saved["curve"][-1]["cer"]
+    assert saved["hanzi"] > 300 and out["uniform_nats"] == round(math.log(saved["hanzi"]), 3)
+    with pytest.raises(ValueError, match="square"):
+        probe.ProbeArgs(mm_tokens=15)

@@ -90,9 +90,20 @@ def _run(cmd: list[str], log_path: Path, env=None) -> None:
         raise SystemExit(f"command failed ({rc}): see {log_path}")
 
 
-def make_data(args: LearningRunArgs, data_dir: Path) -> dict:
+def run_charset(seed: int = 0, n_docs: int = 3000):
+    """The run's two fonts, its character set (what both fonts draw of the 公文 text pools) and the train/test text
+    pools (documents of disjoint seed ranges)."""
     from lib.quickstart_data import pick_fonts
-    from lib.synth.lines import LineTask, build_line_dataset, content_pool, make_strings, task_charset
+    from lib.synth.lines import content_pool, task_charset
+
+    fonts = pick_fonts(2)
+    pool_train = content_pool(seed * 2 + 1, n_docs)
+    pool_test = content_pool(seed * 2 + 2, max(50, n_docs // 10))
+    return fonts, task_charset(fonts, pool_train + pool_test), pool_train, pool_test
+
+
+def make_data(args: LearningRunArgs, data_dir: Path) -> dict:
+    from lib.synth.lines import LineTask, build_line_dataset, make_strings
 
     t0 = time.time()
     done = data_dir / "data_info.json"
@@ -101,11 +112,8 @@ def make_data(args: LearningRunArgs, data_dir: Path) -> dict:
         if info.get("key") == _data_key(args):
             print(f"data: reusing {data_dir} ({info['counts']})", flush=True)
             return info
-    fonts = pick_fonts(2)
     task = LineTask(**STAGES[args.stage], random_share=args.random_share)
-    pool_train = content_pool(args.seed * 2 + 1, args.n_docs)
-    pool_test = content_pool(args.seed * 2 + 2, max(50, args.n_docs // 10))
-    charset = task_charset(fonts, pool_train + pool_test)
+    fonts, charset, pool_train, pool_test = run_charset(args.seed, args.n_docs)
     rng = random.Random(args.seed)
     train = make_strings(rng, task, args.n_train, pool_train, charset)
     seen = set(train)
@@ -136,11 +144,9 @@ def pack_fonts(args: LearningRunArgs, out_dir: Path) -> list[Path]:
     from fontTools import subset
 
     from lib import render
-    from lib.quickstart_data import pick_fonts
-    from lib.synth.lines import content_pool
 
-    fonts = pick_fonts(2)
-    text = "".join(content_pool(args.seed * 2 + 1, args.n_docs) + content_pool(args.seed * 2 + 2, max(50, args.n_docs // 10)))
+    fonts, _, pool_train, pool_test = run_charset(args.seed, args.n_docs)
+    text = "".join(pool_train + pool_test)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for f in fonts:

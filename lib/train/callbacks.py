@@ -94,8 +94,10 @@ class StepLogCallback(TrainerCallback):
 
 class TimeLimitCallback(TrainerCallback):
     """Stop training once `seconds` have passed since it began (`SFTArgs.max_train_seconds`): the step in progress
-    finishes, then the Trainer saves a checkpoint and ends as at `max_steps` (the learning-rate schedule is not
-    shortened). `stopped_at_step` records where."""
+    finishes, then the Trainer evaluates (when it has an eval set), saves a checkpoint and ends as at `max_steps`
+    (the learning-rate schedule is not shortened). Evaluating the last step makes it a candidate for the best
+    checkpoint; otherwise `load_best_model_at_end` could discard the steps after the last scheduled evaluation.
+    `stopped_at_step` records where."""
 
     def __init__(self, seconds: float, printer=print):
         self.seconds = float(seconds)
@@ -113,4 +115,6 @@ class TimeLimitCallback(TrainerCallback):
                          "stopping (checkpoint + final evaluation follow)")
             control.should_training_stop = True
             control.should_save = True
+            if str(getattr(args.eval_strategy, "value", args.eval_strategy)) != "no":
+                control.should_evaluate = True
         return control
