@@ -1,20 +1,26 @@
 #!/usr/bin/env python3
 """Does our trainer teach a random-init VLM to read? One command: data -> train -> held-out CER -> learning curve.
 
-    python core/benchmarks/learning_run.py --stage line --work_dir runs/learn      # GPU: ~8 min on one H100
-    python core/benchmarks/learning_run.py --stage paragraph --init_model runs/learn/export --work_dir runs/learn2
+    python core/benchmarks/learning_run.py --stage line --work_dir runs/learn --export_parts runs/learn/reader.tar
+    python core/benchmarks/learning_run.py --stage paragraph --init_model runs/learn/reader.tar --work_dir runs/learn2
+
+(GPU: ~9 min each on one H100.)
 
 1. Renders the stage's data with all CPU cores (lib/synth/lines.py) as 256 px squares: `line` = single lines of
-   2-12 characters in 18-26 px glyphs near the left edge (a line crop, letterboxed); `paragraph` = 2-4 lines of up
-   to 12 characters in 18-22 px glyphs anywhere. Half of the strings are real
-   公文 text windows, half uniformly random characters (no language prior helps). Validation and the two test sets
-   (`test_content`: 公文 text from unseen documents; `test_random`: random characters) never repeat a training string.
+   2-12 characters in 18-26 px glyphs near the left edge (a line crop, letterboxed); `paragraph` = 1-4 lines of 4-12
+   characters in 18-22 px glyphs anywhere; `dense` = 1-6 short lines anywhere. `--random_share` (default 90 %) of
+   the strings are uniformly random characters (no language prior helps), the rest real 公文 text windows.
+   Validation and the two test sets (`test_content`: 公文 text from unseen documents; `test_random`: random
+   characters) are single lines whatever the stage, and never repeat a training string.
 2. Trains with `core/sft_gemma.py --config <configs/learning_run/...>` (the project's own training path) in a
-   subprocess: the embedded `gemma3-reader` (Gemma 3 architecture, 20 M parameters, random init) or `--init_model`.
+   subprocess: the embedded `gemma3-reader` (Gemma 3 architecture, 13 M parameters, random init) or `--init_model`
+   (a model folder, or the prefix of a previous run's `--export_parts`).
 3. Scores both test sets with `core/evaluate.py --mode hf` (greedy; micro CER, standard profile, 95 % bootstrap CI).
 4. Writes `<out_dir>/learning_curve.png` (validation CER and training loss against step and minutes), the summary
-   `<out_dir>/learning_run.json`, and with `--export_dir` the trained model in bf16 shards of <= 15 MB (so it can
-   travel back from the GPU machine and be continued with `--init_model`).
+   `<out_dir>/learning_run.json`, and with `--export_dir` the trained model in bf16 shards of <= 15 MB; with
+   `--export_parts PREFIX` the same export as one tar split into `PREFIX.part-000, -001, ...` of <= 15 MB (two files
+   for the reader: they travel back from a GPU machine that returns few, small files), which `--init_model PREFIX`
+   unpacks to continue training in a later call.
 """
 
 from __future__ import annotations
@@ -41,7 +47,9 @@ STAGES = {
     # has 5-60 answer tokens, so a random-init model gets far more reading signal per step than from one line
     "dense": dict(min_font=20, max_font=24, min_len=4, max_len=10, max_lines=6, min_lines=1, placement="anywhere"),
     "line": dict(min_font=18, max_font=26, min_len=2, max_len=12, max_lines=1, placement="left"),
-    "paragraph": dict(min_font=18, max_font=22, min_len=4, max_len=12, max_lines=4, placement="anywhere"),
+    # paragraph: 1-4 lines. The measured H100 run (docs/bench/h100_learning_run_paragraph.json) drew 2-4: paragraph
+    # CER fell, but the model learned that every crop has >= 2 lines and added lines to single-line crops
+    "paragraph": dict(min_font=18, max_font=22, min_len=4, max_len=12, max_lines=4, min_lines=1, placement="anywhere"),
 }
 
 
@@ -50,13 +58,15 @@ class LearningRunArgs:
     """Train the embedded reader VLM on rendered text crops and report held-out CER with a learning curve."""
 
     stage: str = field("line", choices=sorted(STAGES), help="curriculum stage: dense (1-6 short lines anywhere) | "
-                       "line (single lines at the left, like a detector's crop) | paragraph (2-4 lines)")
+                       "line (single lines at the left, like a detector's crop) | paragraph (1-4 lines anywhere)")
     train_config: str | None = field(None, help="training config (default configs/learning_run/<stage>.json)")
-    init_model: str | None = field(None, help="start from this model folder (e.g. a previous run's --export_dir) "
-                                   "instead of the config's model_name")
+    init_model: str | None = field(None, help="start from this model folder (e.g. a previous run's --export_dir), or "
+                                   "from a previous run's --export_parts PREFIX, instead of the config's model_name")
     work_dir: str = field("runs/learning_run", help="data, checkpoints, results")
     out_dir: str | None = field(None, help="curve PNG + summary JSON (default: work_dir)")
     export_dir: str | None = field(None, help="also save the trained model here in bf16 shards <= 15 MB")
+    export_parts: str | None = field(None, help="also save the bf16 export as one tar split into PREFIX.part-000, "
+                                     "-001, ... (<= 15 MB each); --init_model PREFIX continues from it")
     n_train: int = field(200_000, help="training samples rendered")
     n_val: int = field(256, help="validation samples (CER during training)")
     n_test: int = field(500, help="samples in each test set (test_content, test_random)")
@@ -212,6 +222,66 @@ def export_bf16(model_dir: Path, export_dir: Path) -> float:
     return sum(p.stat().st_size for p in export_dir.iterdir() if p.is_file()) / 1e6
 
 
+PART_BYTES = 15_000_000
+
+
+def pack_parts(src_dir: Path, prefix: Path, part_bytes: int = PART_BYTES) -> list[Path]:
+    """`src_dir` as one uncompressed tar (top folder `model/`) split into `prefix.part-000`, `-001`, ... of at most
+    `part_bytes` each; older parts of the same prefix are removed first. Returns the parts."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(src_dir, arcname="model")
+    data = buf.getvalue()
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    for old in prefix.parent.glob(prefix.name + ".part-*"):
+        old.unlink()
+    parts = []
+    for k, start in enumerate(range(0, len(data), part_bytes)):
+        part = prefix.with_name(f"{prefix.name}.part-{k:03d}")
+        part.write_bytes(data[start:start + part_bytes])
+        parts.append(part)
+    return parts
+
+
+def unpack_parts(prefix: Path, dest: Path) -> Path:
+    """Join `prefix.part-000 ...` (written by `pack_parts`) and extract them into `dest`; returns `dest/model`."""
+    import io
+    import shutil
+    import tarfile
+
+    parts = sorted(prefix.parent.glob(prefix.name + ".part-*"))
+    expected = [prefix.with_name(f"{prefix.name}.part-{k:03d}") for k in range(len(parts))]
+    if not parts or parts != expected:
+        raise SystemExit(f"--init_model {prefix}: expected {prefix.name}.part-000, -001, ... (from --export_parts), "
+                         f"found {[p.name for p in parts] or 'none'}")
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts))) as tar:
+            tar.extractall(dest, filter="data")
+    except tarfile.TarError as exc:
+        raise SystemExit(f"--init_model {prefix}: the parts do not form a readable tar ({exc}); copy all of them") from None
+    if not (dest / "model" / "config.json").is_file():
+        raise SystemExit(f"--init_model {prefix}: the archive holds no model/config.json")
+    return dest / "model"
+
+
+def _init_model_source(init_model: str) -> tuple[str, Path]:
+    """('dir' | 'parts', path) for --init_model, or SystemExit naming what was looked for."""
+    p = Path(init_model).resolve()
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise SystemExit(f"--init_model {init_model}: folder has no config.json (pass a saved model folder)")
+        return "dir", p
+    if (p.parent / f"{p.name}.part-000").is_file():
+        return "parts", p
+    raise SystemExit(f"--init_model {init_model}: neither a model folder nor {p.name}.part-000 (from --export_parts)")
+
+
 def main(args: LearningRunArgs) -> dict:
     if args.pack_fonts:
         pack_fonts(args, Path(args.pack_fonts))
@@ -225,6 +295,7 @@ def main(args: LearningRunArgs) -> dict:
     cfg = args.train_config or str(ROOT / "configs" / "learning_run" / f"{args.stage}.json")
     if not Path(cfg).is_file():
         raise SystemExit(f"--train_config {cfg}: no such file (the stage's configs are in configs/learning_run/)")
+    init = _init_model_source(args.init_model) if args.init_model else None
     t0 = time.time()
     work = Path(args.work_dir).resolve()
     out = Path(args.out_dir).resolve() if args.out_dir else work
@@ -235,8 +306,12 @@ def main(args: LearningRunArgs) -> dict:
     model_dir = work / "model"
     cmd = [sys.executable, "core/sft_gemma.py", "--config", cfg, "--input_data", data["paths"]["train"],
            "--val_data", data["paths"]["val"], "--output_dir", str(model_dir)]
-    if args.init_model:
-        cmd += ["--model_name", str(Path(args.init_model).resolve())]
+    if init:
+        kind, path = init
+        if kind == "parts":
+            path = unpack_parts(path, work / "init_model")
+            print(f"init_model: unpacked {args.init_model}.part-* into {path}", flush=True)
+        cmd += ["--model_name", str(path)]
     if args.max_steps is not None:
         cmd += ["--max_steps", str(args.max_steps)]
     if args.max_train_seconds is not None:
@@ -271,9 +346,13 @@ def main(args: LearningRunArgs) -> dict:
     title = (f"{args.stage}: {meta['global_step']} steps, {meta['train_wall_s']:.0f} s on {device[0]}; test CER "
              f"{tests['test_content']['cer']:.3f} (公文 text) / {tests['test_random']['cer']:.3f} (random chars)")
     plot_curve(log_history, out / "learning_curve.png", title.replace("公文", "document"))
-    export_mb = None
-    if args.export_dir:
-        export_mb = round(export_bf16(final, Path(args.export_dir).resolve()), 1)
+    export_mb, parts = None, []
+    if args.export_dir or args.export_parts:
+        export_dir = Path(args.export_dir).resolve() if args.export_dir else work / "export"
+        export_mb = round(export_bf16(final, export_dir), 1)
+        if args.export_parts:
+            parts = [str(p) for p in pack_parts(export_dir, Path(args.export_parts).resolve())]
+            print(f"export: {len(parts)} parts {args.export_parts}.part-* ({export_mb} MB)", flush=True)
     summary = {
         "stage": args.stage, "command": " ".join(sys.argv), "config": cfg, "init_model": args.init_model,
         "device": device[0], "data": {k: data[k] for k in ("counts", "fonts", "charset_size", "hanzi", "task")},
@@ -282,7 +361,7 @@ def main(args: LearningRunArgs) -> dict:
         "tests": tests, "val_curve": evals, "seconds": {"data": round(t_data, 1), "train": round(t_train, 1),
                                                         "train_loop": meta.get("train_wall_s"),
                                                         "eval": round(t_eval, 1), "total": round(time.time() - t0, 1)},
-        "peak_memory": meta.get("peak_memory"), "export_mb": export_mb,
+        "peak_memory": meta.get("peak_memory"), "export_mb": export_mb, "export_parts": parts,
     }
     atomic_write_json(summary, out / "learning_run.json")
     print(f"\nlearning run ({args.stage}) on {device[0]}: {meta['global_step']} steps; data {t_data:.0f} s, "
