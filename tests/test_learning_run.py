@@ -234,3 +234,11 @@ def torch_equal(x, y) -> bool:
     import torch
 
     return bool(torch.equal(x, y))
+
+
+def test_test_only_needs_a_model(tmp_path):
+    import core.benchmarks.learning_run as lr
+
+    with pytest.raises(SystemExit, match="--test_only scores an existing model"):
+        lr.main(lr.LearningRunArgs(work_dir=str(tmp_path / "w"), test_only=True))
+    assert not (tmp_path / "w").exists()

@@ -81,6 +81,9 @@ class LearningRunArgs:
     max_new_tokens: int = field(80, help="test-set generation limit")
     n_bootstrap: int = field(1000, help="bootstrap resamples for the test CIs")
     train_args: str = field("{}", help="extra training settings as JSON (override the config file)")
+    test_only: bool = field(False, help="only render the test sets and score --init_model on them (no training); "
+                            "use the data settings (--seed, --n_train, --n_docs, --random_share) of the run that made "
+                            "the model so the test strings are the same")
     pack_fonts: str | None = field(None, help="only write the run's two fonts, subset to its characters, into this "
                                    "folder and exit (carry it to a machine without CJK fonts; point "
                                    "GEMMA_OCR_FONT_DIRS at it there)")
@@ -112,14 +115,14 @@ def run_charset(seed: int = 0, n_docs: int = 3000):
     return fonts, task_charset(fonts, pool_train + pool_test), pool_train, pool_test
 
 
-def make_data(args: LearningRunArgs, data_dir: Path) -> dict:
+def make_data(args: LearningRunArgs, data_dir: Path, tests_only: bool = False) -> dict:
     from lib.synth.lines import LineTask, build_line_dataset, make_strings
 
     t0 = time.time()
     done = data_dir / "data_info.json"
     if done.is_file():
         info = json.loads(done.read_text(encoding="utf-8"))
-        if info.get("key") == _data_key(args):
+        if info.get("key") == _data_key(args) + ("-tests" if tests_only else ""):
             print(f"data: reusing {data_dir} ({info['counts']})", flush=True)
             return info
     task = LineTask(**STAGES[args.stage], random_share=args.random_share)
@@ -134,11 +137,11 @@ def make_data(args: LearningRunArgs, data_dir: Path) -> dict:
                           exclude=seen)
     test_r = make_strings(rng, dataclasses.replace(line, random_share=1.0), args.n_test, pool_test, charset,
                           exclude=seen)
-    paths = build_line_dataset(data_dir, {"train": train, "val": val}, task=task, fonts=fonts, seed=args.seed,
-                               workers=args.workers)
+    paths = {} if tests_only else build_line_dataset(data_dir, {"train": train, "val": val}, task=task, fonts=fonts,
+                                                     seed=args.seed, workers=args.workers)
     paths.update(build_line_dataset(data_dir / "test", {"test_content": test_c, "test_random": test_r}, task=line,
                                     fonts=fonts, seed=args.seed, workers=args.workers))
-    info = {"key": _data_key(args), "paths": {k: str(v) for k, v in paths.items()},
+    info = {"key": _data_key(args) + ("-tests" if tests_only else ""), "paths": {k: str(v) for k, v in paths.items()},
             "counts": {"train": len(train), "val": len(val), "test_content": len(test_c), "test_random": len(test_r)},
             "fonts": [f.name for f in fonts], "charset_size": len(charset),
             "hanzi": sum("\u4e00" <= c <= "\u9fff" for c in charset), "task": dataclasses.asdict(task),
@@ -282,6 +285,56 @@ def _init_model_source(init_model: str) -> tuple[str, Path]:
     raise SystemExit(f"--init_model {init_model}: neither a model folder nor {p.name}.part-000 (from --export_parts)")
 
 
+def score_tests(args: LearningRunArgs, model_dir: Path, paths: dict, out: Path, work: Path) -> dict:
+    """`core/evaluate.py --mode hf` on both single-line test sets; {name: cer, ci95, exact_match, n, examples}."""
+    tests = {}
+    for name in ("test_content", "test_random"):
+        res_path = out / f"{name}_results.json"
+        _run([sys.executable, "core/evaluate.py", "--mode", "hf", "--model-name", str(model_dir), "--prompt-config",
+              str(model_dir / "ocr_prompt.yml"), "--data-file", paths[name], "--output-file", str(res_path),
+              "--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.eval_batch_size),
+              "--n_bootstrap", str(args.n_bootstrap)], work / f"eval_{name}.log")
+        r = json.loads(res_path.read_text(encoding="utf-8"))
+        s = r["scores"]["standard"]
+        tests[name] = {"cer": s.get("cer_micro"), "ci95": (s.get("ci95") or {}).get("cer_micro"),
+                       "exact_match": s.get("exact_match"), "n": r.get("total_samples"),
+                       "examples": [{"gt": x.get("label"), "pred": x.get("prediction")}
+                                    for x in r.get("samples", [])[:5]]}
+    return tests
+
+
+def _print_tests(tests: dict) -> None:
+    for name, r in tests.items():
+        lo, hi = r["ci95"] or (float("nan"), float("nan"))
+        print(f"{name:13s} micro CER {r['cer']:.4f} [95% CI {lo:.4f}, {hi:.4f}], exact match {r['exact_match']}, "
+              f"n={r['n']}")
+        for ex in r["examples"][:3]:
+            print(f"    gt {ex['gt']!r} -> pred {ex['pred']!r}")
+
+
+def score_only(args: LearningRunArgs, init: tuple[str, Path]) -> dict:
+    """Render only the run's two test sets (the same strings and images a full run with these data settings
+    makes) and score `--init_model` on them: checks an exported reader on any machine."""
+    work = Path(args.work_dir).resolve()
+    out = Path(args.out_dir).resolve() if args.out_dir else work
+    out.mkdir(parents=True, exist_ok=True)
+    kind, model_dir = init
+    if kind == "parts":
+        model_dir = unpack_parts(model_dir, work / "init_model")
+    data = make_data(args, work / "data", tests_only=True)
+    t = time.time()
+    tests = score_tests(args, model_dir, data["paths"], out, work)
+    import torch
+
+    summary = {"stage": args.stage, "command": " ".join(sys.argv), "init_model": args.init_model,
+               "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU x{os.cpu_count()}",
+               "data": {k: data[k] for k in ("counts", "fonts", "charset_size", "hanzi")}, "tests": tests,
+               "seconds": {"eval": round(time.time() - t, 1)}}
+    atomic_write_json(summary, out / "learning_run_test.json")
+    _print_tests(tests)
+    return summary
+
+
 def main(args: LearningRunArgs) -> dict:
     if args.pack_fonts:
         pack_fonts(args, Path(args.pack_fonts))
@@ -296,6 +349,10 @@ def main(args: LearningRunArgs) -> dict:
     if not Path(cfg).is_file():
         raise SystemExit(f"--train_config {cfg}: no such file (the stage's configs are in configs/learning_run/)")
     init = _init_model_source(args.init_model) if args.init_model else None
+    if args.test_only:
+        if init is None:
+            raise SystemExit("--test_only scores an existing model: also pass --init_model (folder or parts prefix)")
+        return score_only(args, init)
     t0 = time.time()
     work = Path(args.work_dir).resolve()
     out = Path(args.out_dir).resolve() if args.out_dir else work
@@ -324,20 +381,8 @@ def main(args: LearningRunArgs) -> dict:
     meta = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
     final = Path(meta["final_dir"])
 
-    tests = {}
     t = time.time()
-    for name in ("test_content", "test_random"):
-        res_path = out / f"{name}_results.json"
-        _run([sys.executable, "core/evaluate.py", "--mode", "hf", "--model-name", str(final), "--prompt-config",
-              str(final / "ocr_prompt.yml"), "--data-file", data["paths"][name], "--output-file", str(res_path),
-              "--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.eval_batch_size),
-              "--n_bootstrap", str(args.n_bootstrap)], work / f"eval_{name}.log")
-        r = json.loads(res_path.read_text(encoding="utf-8"))
-        s = r["scores"]["standard"]
-        tests[name] = {"cer": s.get("cer_micro"), "ci95": (s.get("ci95") or {}).get("cer_micro"),
-                       "exact_match": s.get("exact_match"), "n": r.get("total_samples"),
-                       "examples": [{"gt": x.get("label"), "pred": x.get("prediction")}
-                                    for x in r.get("samples", [])[:5]]}
+    tests = score_tests(args, final, data["paths"], out, work)
     t_eval = time.time() - t
     log_history = meta.get("log_history", [])
     evals = [{"step": h["step"], "eval_cer": h["eval_cer"], "eval_loss": h.get("eval_loss")}
@@ -367,12 +412,7 @@ def main(args: LearningRunArgs) -> dict:
     print(f"\nlearning run ({args.stage}) on {device[0]}: {meta['global_step']} steps; data {t_data:.0f} s, "
           f"train {t_train:.0f} s, eval {t_eval:.0f} s, total {time.time() - t0:.0f} s")
     print("validation CER by step: " + ", ".join(f"{e['step']}:{e['eval_cer']:.3f}" for e in evals))
-    for name, r in tests.items():
-        ci = r["ci95"] or [float("nan")] * 2
-        print(f"{name:13} micro CER {r['cer']:.4f} [95% CI {ci[0]:.4f}, {ci[1]:.4f}], exact match "
-              f"{r['exact_match']}, n={r['n']}")
-        for ex in r["examples"][:3]:
-            print(f"    gt {ex['gt']!r} -> pred {ex['pred']!r}")
+    _print_tests(tests)
     return summary
 
 
