@@ -17,12 +17,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from lib.config import field, parse_args
+from lib.utils.run import run_logged
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,13 +46,8 @@ class QuickstartArgs:
 
 
 def _run(cmd: list[str], log) -> None:
-    log(f"$ {' '.join(cmd)}")
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if res.returncode != 0:
-        sys.stderr.write(res.stdout[-4000:] + res.stderr[-4000:])
-        raise SystemExit(f"command failed ({res.returncode}): {' '.join(cmd)}")
-    tail = [ln for ln in res.stdout.splitlines() if ln.strip()][-3:]
-    for ln in tail:
+    out = run_logged(cmd, cwd=ROOT, printer=log)
+    for ln in [ln for ln in out.splitlines() if ln.strip()][-3:]:
         log(f"    {ln}")
 
 
@@ -61,7 +56,6 @@ def main(args: QuickstartArgs) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from lib.config import load_config_file
     from lib.data import load_samples
     from lib.quickstart_data import QuickstartTask, blank_image, build_dataset
     from lib.results import atomic_write_json

@@ -19,12 +19,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from lib.config import field, parse_args
+from lib.utils.run import run_logged
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,12 +50,7 @@ class BenchSearchArgs:
 
 
 def _run(cmd: list[str], log_path: Path) -> None:
-    print("$ " + " ".join(cmd), flush=True)
-    with open(log_path, "w") as fh:
-        rc = subprocess.run(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT).returncode
-    if rc != 0:
-        sys.stderr.write(log_path.read_text()[-6000:])
-        raise SystemExit(f"command failed ({rc}): see {log_path}")
+    run_logged(cmd, log_path, cwd=ROOT, printer=lambda m: print(m, flush=True))
 
 
 def main(args: BenchSearchArgs) -> dict:

@@ -29,7 +29,6 @@ import dataclasses
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lib.config import field, parse_args
+from lib.utils.run import run_logged
 from lib.results import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,18 +89,12 @@ class LearningRunArgs:
                                    "GEMMA_OCR_FONT_DIRS at it there)")
 
 
-def _run(cmd: list[str], log_path: Path, env=None) -> None:
-    print("$ " + " ".join(cmd), flush=True)
-    with open(log_path, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        for line in proc.stdout:
-            fh.write(line)
-            if any(k in line for k in ("eval_cer", "step ", "final validation", "max_train_seconds", "Error", "error")):
-                print("    " + line.rstrip()[:300], flush=True)
-        rc = proc.wait()
-    if rc != 0:
-        sys.stderr.write(log_path.read_text()[-6000:])
-        raise SystemExit(f"command failed ({rc}): see {log_path}")
+_ECHO = ("eval_cer", "step ", "final validation", "max_train_seconds", "Error", "error")
+
+
+def _run(cmd: list[str], log_path: Path) -> None:
+    run_logged(cmd, log_path, cwd=ROOT, echo=lambda line: any(k in line for k in _ECHO),
+               printer=lambda m: print(m, flush=True))
 
 
 def run_charset(seed: int = 0, n_docs: int = 3000):
