@@ -242,3 +242,21 @@ def test_test_only_needs_a_model(tmp_path):
     with pytest.raises(SystemExit, match="--test_only scores an existing model"):
         lr.main(lr.LearningRunArgs(work_dir=str(tmp_path / "w"), test_only=True))
     assert not (tmp_path / "w").exists()
+
+
+def test_test_only_scores_a_model_on_the_runs_test_sets(tmp_path):
+    import core.benchmarks.learning_run as lr
+    from lib.models.embedded import resolve_model_path
+
+    model = tmp_path / "m"
+    lr.export_bf16(Path(resolve_model_path("embedded/tiny-gemma3")), model)
+    (model / "ocr_prompt.yml").write_text("prompt_text: 執行 OCR 任務：\nimage_position: image_first\n", encoding="utf-8")
+    args = lr.LearningRunArgs(work_dir=str(tmp_path / "w"), test_only=True, init_model=str(model), n_train=50,
+                              n_val=4, n_test=3, n_docs=60, workers=1, n_bootstrap=10, max_new_tokens=4,
+                              eval_batch_size=3)
+    out = lr.main(args)
+    assert set(out["tests"]) == {"test_content", "test_random"}
+    assert all(r["n"] == 3 and r["cer"] is not None for r in out["tests"].values())
+    assert out["data"]["counts"] == {"test_content": 3, "test_random": 3}  # nothing else was rendered
+    assert not list((tmp_path / "w" / "data" / "images").glob("train_*"))
+    assert json.loads((tmp_path / "w" / "learning_run_test.json").read_text(encoding="utf-8"))["tests"]

@@ -116,7 +116,8 @@ def make_data(args: LearningRunArgs, data_dir: Path, tests_only: bool = False) -
     done = data_dir / "data_info.json"
     if done.is_file():
         info = json.loads(done.read_text(encoding="utf-8"))
-        if info.get("key") == _data_key(args) + ("-tests" if tests_only else ""):
+        # a full run's data holds the test sets too, so --test_only reuses it
+        if info.get("key") in (_data_key(args), _data_key(args) + "-tests" if tests_only else None):
             print(f"data: reusing {data_dir} ({info['counts']})", flush=True)
             return info
     task = LineTask(**STAGES[args.stage], random_share=args.random_share)
@@ -136,7 +137,8 @@ def make_data(args: LearningRunArgs, data_dir: Path, tests_only: bool = False) -
     paths.update(build_line_dataset(data_dir / "test", {"test_content": test_c, "test_random": test_r}, task=line,
                                     fonts=fonts, seed=args.seed, workers=args.workers))
     info = {"key": _data_key(args) + ("-tests" if tests_only else ""), "paths": {k: str(v) for k, v in paths.items()},
-            "counts": {"train": len(train), "val": len(val), "test_content": len(test_c), "test_random": len(test_r)},
+            "counts": {**({} if tests_only else {"train": len(train), "val": len(val)}), "test_content": len(test_c),
+                       "test_random": len(test_r)},
             "fonts": [f.name for f in fonts], "charset_size": len(charset),
             "hanzi": sum("\u4e00" <= c <= "\u9fff" for c in charset), "task": dataclasses.asdict(task),
             "seconds": round(time.time() - t0, 1)}
