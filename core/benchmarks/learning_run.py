@@ -37,8 +37,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lib.config import field, parse_args
-from lib.utils.run import run_logged
 from lib.results import atomic_write_json
+from lib.utils.run import run_logged
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,7 +82,7 @@ class LearningRunArgs:
     n_bootstrap: int = field(1000, help="bootstrap resamples for the test CIs")
     train_args: str = field("{}", help="extra training settings as JSON (override the config file)")
     test_only: bool = field(False, help="only render the test sets and score --init_model on them (no training); "
-                            "use the data settings (--seed, --n_train, --n_docs, --random_share) of the run that made "
+                            "use the data settings (--stage, --seed, --n_train, --n_docs, --random_share) of the run that made "
                             "the model so the test strings are the same")
     pack_fonts: str | None = field(None, help="only write the run's two fonts, subset to its characters, into this "
                                    "folder and exit (carry it to a machine without CJK fonts; point "
