@@ -63,6 +63,7 @@ class Anatomy(TypedDict):
     n_repetition_loops: int
     repetition_loop_rate: float
     repetition_loops: list[dict[str, Any]]  # {sample, image_path, unit, repeats, count_pred, count_gt}
+    by_class: dict[str, dict[str, Any]]  # hanzi|digit|latin|other -> {chars, sub_del, rate} (ground-truth characters)
 
 
 class TableScores(TypedDict):

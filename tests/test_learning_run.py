@@ -260,19 +260,3 @@ def test_test_only_scores_a_model_on_the_runs_test_sets(tmp_path):
     assert out["data"]["counts"] == {"test_content": 3, "test_random": 3}  # nothing else was rendered
     assert not list((tmp_path / "w" / "data" / "images").glob("train_*"))
     assert json.loads((tmp_path / "w" / "learning_run_test.json").read_text(encoding="utf-8"))["tests"]
-
-
-def test_errors_by_class_counts_what_the_cer_counts():
-    from rapidfuzz.distance import Levenshtein
-
-    import core.benchmarks.learning_run as lr
-
-    samples = [{"label": "第113號ABC。", "prediction": "第118號AB。x"}, {"label": "公文", "prediction": "公文"}]
-    out = lr.errors_by_class(samples)
-    c = out["classes"]
-    assert c["hanzi"] == {"chars": 4, "sub_del": 0, "rate": 0.0}
-    assert c["digit"] == {"chars": 3, "sub_del": 1, "rate": round(1 / 3, 4)}
-    assert c["latin"]["chars"] == 3 and c["other"]["chars"] == 1
-    total = sum(v["sub_del"] for v in c.values()) + out["insertions"]
-    assert total == Levenshtein.distance(samples[0]["label"], samples[0]["prediction"]) == 3
-    assert lr.char_class("３") == "digit" and lr.char_class("，") == "other"

@@ -33,6 +33,20 @@ def test_profiles_recorded_first_is_primary():
     ana = out["scores"]["standard"]["anatomy"]
     assert ana["st_confusions"] == 2 and ana["st_confusion_rate"] == pytest.approx(2 / 3)
     assert [c[:3] for c in ana["top_confusions"]] == [["灣", "湾", 1], ["臺", "台", 1]]  # ties: by code point
+    assert ana["by_class"]["hanzi"] == {"chars": 6, "sub_del": 2, "rate": pytest.approx(2 / 6)}
+    assert ana["by_class"]["other"] == {"chars": 1, "sub_del": 1, "rate": 1.0}  # the comma, deleted
+    assert ana["by_class"]["digit"]["chars"] == ana["by_class"]["latin"]["chars"] == 0
+
+
+def test_errors_by_character_class_add_up_to_the_substitutions_and_deletions():
+    pairs = [("第113號ABC。", "第118號AB。x"), ("２０２６年３月", "2026年8月"), ("公文", ""), ("", "多")]
+    out = score_result_file(_result(pairs), n_bootstrap=0, workers=2)
+    ana = out["scores"]["standard"]["anatomy"]
+    by = ana["by_class"]
+    assert sum(v["sub_del"] for v in by.values()) == ana["substitutions"] + ana["deletions"]
+    assert sum(v["chars"] for v in by.values()) == sum(len(s["label"]) for s in out["samples"] if s["label"])
+    assert by["digit"] == {"chars": 8, "sub_del": 2, "rate": 0.25}  # 1→8 and 3→8 (full-width digits fold to ASCII)
+    assert by["hanzi"]["chars"] == 6 and by["hanzi"]["sub_del"] == 2  # 公文 missing
 
 
 def test_errors_excluded_or_scored_as_empty():

@@ -281,42 +281,6 @@ def _init_model_source(init_model: str) -> tuple[str, Path]:
     raise SystemExit(f"--init_model {init_model}: neither a model folder nor {p.name}.part-000 (from --export_parts)")
 
 
-def char_class(c: str) -> str:
-    """hanzi | digit (ASCII or full-width) | latin (ASCII letters) | other (punctuation, symbols)."""
-    if "\u4e00" <= c <= "\u9fff" or "\u3400" <= c <= "\u4dbf":
-        return "hanzi"
-    if "0" <= c <= "9" or "\uff10" <= c <= "\uff19":
-        return "digit"
-    if c.isascii() and c.isalpha():
-        return "latin"
-    return "other"
-
-
-def errors_by_class(samples: list[dict]) -> dict:
-    """Per character class of the ground truth: characters, substitutions + deletions of them (from one
-    Levenshtein alignment per sample, as the CER counts them) and their rate; insertions have no ground-truth
-    character and are reported alone. Says which characters a line reader still gets wrong."""
-    from rapidfuzz.distance import Levenshtein
-
-    chars: dict[str, int] = {}
-    errs: dict[str, int] = {}
-    insertions = 0
-    for smp in samples:
-        gt, pred = smp.get("label") or "", smp.get("prediction") or ""
-        for c in gt:
-            k = char_class(c)
-            chars[k] = chars.get(k, 0) + 1
-        for op in Levenshtein.editops(gt, pred):
-            if op.tag == "insert":
-                insertions += 1
-            else:
-                k = char_class(gt[op.src_pos])
-                errs[k] = errs.get(k, 0) + 1
-    by = {k: {"chars": n, "sub_del": errs.get(k, 0), "rate": round(errs.get(k, 0) / n, 4)}
-          for k, n in sorted(chars.items(), key=lambda kv: -kv[1])}
-    return {"classes": by, "insertions": insertions}
-
-
 def score_tests(args: LearningRunArgs, model_dir: Path, paths: dict, out: Path, work: Path) -> dict:
     """`core/evaluate.py --mode hf` on both single-line test sets; {name: cer, ci95, exact_match, n, examples}."""
     tests = {}
@@ -330,7 +294,7 @@ def score_tests(args: LearningRunArgs, model_dir: Path, paths: dict, out: Path, 
         s = r["scores"]["standard"]
         tests[name] = {"cer": s.get("cer_micro"), "ci95": (s.get("ci95") or {}).get("cer_micro"),
                        "exact_match": s.get("exact_match"), "n": r.get("total_samples"),
-                       "errors_by_class": errors_by_class(r.get("samples", [])),
+                       "errors_by_class": (s.get("anatomy") or {}).get("by_class", {}),
                        "examples": [{"gt": x.get("label"), "pred": x.get("prediction")}
                                     for x in r.get("samples", [])[:5]]}
     return tests
@@ -341,9 +305,9 @@ def _print_tests(tests: dict) -> None:
         lo, hi = r["ci95"] or (float("nan"), float("nan"))
         print(f"{name:13s} micro CER {r['cer']:.4f} [95% CI {lo:.4f}, {hi:.4f}], exact match {r['exact_match']}, "
               f"n={r['n']}")
-        by = r.get("errors_by_class") or {"classes": {}}
-        print("    error rate by character class: " + ", ".join(
-            f"{k} {v['rate']:.3f} ({v['chars']} chars)" for k, v in by["classes"].items()))
+        by = {k: v for k, v in (r.get("errors_by_class") or {}).items() if v["chars"]}
+        print("    substitutions + deletions per ground-truth character: " + ", ".join(
+            f"{k} {v['rate']:.3f} ({v['chars']} chars)" for k, v in by.items()))
         for ex in r["examples"][:3]:
             print(f"    gt {ex['gt']!r} -> pred {ex['pred']!r}")
 

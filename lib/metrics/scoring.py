@@ -33,7 +33,7 @@ from lib.metrics.normalization import DEFAULT_PROFILE, PROFILES, check_profile, 
 from lib.metrics.registry import get_metric
 from lib.metrics.tables import (DEFAULT_TIME_LIMIT_S, TableParseError, TableTimeout, has_table, looks_like_table,
                                 parse_table, table_cell_text, tree_edit_distance)
-from lib.metrics.text import PairBatch, is_st_confusion, score_pairs, seal_ned
+from lib.metrics.text import CHAR_CLASSES, PairBatch, is_st_confusion, score_pairs, seal_ned
 
 __all__ = ["score_result_file", "paired_comparison", "score_texts", "HEADLINE_METRICS", "PER_SAMPLE_METRICS"]
 
@@ -149,7 +149,18 @@ def _anatomy(idx: np.ndarray, b: PairBatch, samples: list[dict], positions: np.n
         "repetition_loop_rate": len(loops) / n if n else 0.0,
         "repetition_loops": [{"sample": int(positions[k]), "image_path": samples[positions[k]].get("image_path"),
                               **v} for k, v in loops[:_MAX_EXAMPLES]],
+        "by_class": _by_class(idx, b),
     } if b.anatomy else {"computed": False}
+
+
+def _by_class(idx: np.ndarray, b: PairBatch) -> dict[str, dict]:
+    """Per ground-truth character class: characters, how many were substituted or deleted, and that rate
+    (insertions have no ground-truth character: see `insertions`)."""
+    if b.cls_chars is None:
+        return {}
+    chars, errs = b.cls_chars[idx].sum(axis=0), b.cls_errors[idx].sum(axis=0)
+    return {name: {"chars": int(c), "sub_del": int(e), "rate": _micro(int(e), int(c)) if c else 0.0}
+            for name, c, e in zip(CHAR_CLASSES, chars, errs)}
 
 
 def _table_scores(samples: list[dict], positions: list[int], preds: list[str], profile: str,

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -168,6 +169,22 @@ def repetition_loop(pred: str, gt: str, min_repeats: int = LOOP_MIN_REPEATS,
     return None
 
 
+# Character classes of the ground truth for `anatomy.by_class`: what a 公文 reader gets wrong is often not the Hanzi
+# but the document numbers, dates and Latin words between them.
+CHAR_CLASSES = ("hanzi", "digit", "latin", "other")
+_CLASS_RES = (re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+"),
+              re.compile("[0-9\uff10-\uff19]+"), re.compile("[A-Za-z\uff21-\uff3a\uff41-\uff5a]+"))
+
+
+def class_counts(text: str) -> tuple[int, int, int, int]:
+    """Characters of `text` per CHAR_CLASSES: Hanzi (CJK ideographs incl. extensions), digits (ASCII and
+    full-width), Latin letters (ASCII and full-width), other (punctuation, symbols, everything else)."""
+    if not text:
+        return 0, 0, 0, 0
+    h, d, a = (sum(map(len, r.findall(text))) for r in _CLASS_RES)
+    return h, d, a, len(text) - h - d - a
+
+
 def error_anatomy(pred: str | None, gt: str | None, profile: str | None = DEFAULT_PROFILE) -> dict:
     """Substitutions / deletions / insertions and the substitution pairs of one sample (see module docstring)."""
     batch = score_pairs([pred], [gt], profile=profile, anatomy=True, workers=1)
@@ -196,6 +213,8 @@ class PairBatch:
     st_total: int  # substitutions that are Traditional/Simplified variants (see st_confusions)
     loops: dict = field(default_factory=dict)  # index -> repetition_loop() result
     anatomy: bool = True
+    cls_chars: np.ndarray | None = None  # (n, 4) ground-truth characters per CHAR_CLASSES (anatomy only)
+    cls_errors: np.ndarray | None = None  # (n, 4) of them substituted or deleted in the alignment (anatomy only)
 
     @property
     def confusions(self) -> Counter:
@@ -242,16 +261,17 @@ def _batched_distance(P: list[str], G: list[str], scorer, workers: int, scale: f
 
 
 def _anatomy_one(p: str, g: str, confusions: Counter):
-    """Returns (lev, S, D, I, bag overlap, longest inserted/substituted block in p); adds substitution pairs to
+    """Returns (lev, S, D, I, bag overlap, longest inserted/substituted block in p, the ground-truth characters
+    substituted or deleted); adds substitution pairs to
     `confusions` (S/T variants are counted from it, once per distinct pair: st_confusions).
     lev = len(editops): one banded editops call replaces a separate distance computation."""
     lp, lg = len(p), len(g)
     if p == g:
-        return 0, 0, 0, 0, lg, 0
+        return 0, 0, 0, 0, lg, 0, ""
     if lp == 0:
-        return lg, 0, lg, 0, 0, 0
+        return lg, 0, lg, 0, 0, 0, g
     if lg == 0:
-        return lp, 0, 0, lp, 0, lp
+        return lp, 0, 0, lp, 0, lp, ""
     # score_hint only picks rapidfuzz's banded implementation (it widens the band as needed); the result is exact
     # lev >= |lp - lg|, so a length gap (a repetition loop, a truncated page) raises the hint
     ops = Levenshtein.editops(g, p, score_hint=max(32, max(lp, lg) * 6 // 100, 2 * abs(lp - lg))).as_list()
@@ -276,7 +296,8 @@ def _anatomy_one(p: str, g: str, confusions: Counter):
             run = run + 1 if y == x + 1 else 1
             if run > longest:
                 longest = run
-    return len(ops), s, de, i, matched + extra, longest
+    wrong = "".join([x[0] for x in pairs] + [g[a] for a in dels])
+    return len(ops), s, de, i, matched + extra, longest, wrong
 
 
 def _score_chunk(preds: Sequence, gts: Sequence, profile: str | None, anatomy: bool, both_empty: float,
@@ -294,11 +315,17 @@ def _score_chunk(preds: Sequence, gts: Sequence, profile: str | None, anatomy: b
     bag_tp = np.zeros(n, np.int64)
     confusions: Counter = Counter()
     loops = {}
+    cls_chars = cls_errors = None
     if anatomy:
+        cls_chars = np.zeros((n, len(CHAR_CLASSES)), np.int64)
+        cls_errors = np.zeros((n, len(CHAR_CLASSES)), np.int64)
         for k in range(n):
             p, g = P[k], G[k]
-            d, s, de, i, tp, longest = _anatomy_one(p, g, confusions)
+            d, s, de, i, tp, longest, wrong = _anatomy_one(p, g, confusions)
             lev[k], sub[k], dele[k], ins[k], bag_tp[k] = d, s, de, i, tp
+            cls_chars[k] = class_counts(g)
+            if wrong:
+                cls_errors[k] = class_counts(wrong)
             if d:
                 # The Levenshtein alignment's matches are a common subsequence, so Indel = |p|+|g|-2·LCS <= lev + S:
                 # a tight, always-valid cutoff for rapidfuzz's banded LCS (exact; recomputed if it were exceeded).
@@ -319,7 +346,7 @@ def _score_chunk(preds: Sequence, gts: Sequence, profile: str | None, anatomy: b
                             count=len(confusions))
     conf_counts = np.fromiter(confusions.values(), dtype=np.int64, count=len(confusions))
     return PairBatch(len_p, len_g, lev, indel, bag_tp, sub, dele, ins, exact, conf_keys, conf_counts,
-                     st_confusions(confusions), loops, anatomy)
+                     st_confusions(confusions), loops, anatomy, cls_chars, cls_errors)
 
 
 def _merge(batches: list[PairBatch], offsets: list[int]) -> PairBatch:
@@ -333,8 +360,11 @@ def _merge(batches: list[PairBatch], offsets: list[int]) -> PairBatch:
     loops = {}
     for b, off in zip(batches, offsets):
         loops.update({k + off: v for k, v in b.loops.items()})
+    cls = {}
+    if batches and all(b.cls_chars is not None for b in batches):
+        cls = {name: np.concatenate([getattr(b, name) for b in batches]) for name in ("cls_chars", "cls_errors")}
     return PairBatch(**cat, conf_keys=keys, conf_counts=counts, st_total=sum(b.st_total for b in batches),
-                     loops=loops, anatomy=batches[0].anatomy if batches else True)
+                     loops=loops, anatomy=batches[0].anatomy if batches else True, **cls)
 
 
 _POOL_DATA: tuple = ()  # (preds, gts) inherited by forked workers
