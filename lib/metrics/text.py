@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -172,17 +171,44 @@ def repetition_loop(pred: str, gt: str, min_repeats: int = LOOP_MIN_REPEATS,
 # Character classes of the ground truth for `anatomy.by_class`: what a 公文 reader gets wrong is often not the Hanzi
 # but the document numbers, dates and Latin words between them.
 CHAR_CLASSES = ("hanzi", "digit", "latin", "other")
-_CLASS_RES = (re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+"),
-              re.compile("[0-9\uff10-\uff19]+"), re.compile("[A-Za-z\uff21-\uff3a\uff41-\uff5a]+"))
+_CLASS_RANGES = ((0x3400, 0x4DBF, 0), (0x4E00, 0x9FFF, 0), (0xF900, 0xFAFF, 0), (0x20000, 0x3134F, 0),  # ideographs
+                 (0x30, 0x39, 1), (0xFF10, 0xFF19, 1),  # digits, ASCII and full-width
+                 (0x41, 0x5A, 2), (0x61, 0x7A, 2), (0xFF21, 0xFF3A, 2), (0xFF41, 0xFF5A, 2))  # Latin letters
+
+
+def _bmp_class_table() -> np.ndarray:
+    """Class of every Basic Multilingual Plane code point (int8; astral code points are handled apart)."""
+    table = np.full(0x10000, 3, dtype=np.int8)
+    for lo, hi, c in _CLASS_RANGES:
+        if lo < 0x10000:
+            table[lo:hi + 1] = c
+    return table
+
+
+_BMP_CLASS = _bmp_class_table()
+
+
+def class_matrix(texts: Sequence[str]) -> np.ndarray:
+    """(len(texts), 4) int64: characters of each text per CHAR_CLASSES - Hanzi (CJK ideographs incl. extensions and
+    compatibility ideographs), digits (ASCII and full-width), Latin letters (ASCII and full-width), other
+    (punctuation, symbols, everything else). Vectorised over the concatenation (one pass for a whole batch)."""
+    n = len(texts)
+    lens = np.fromiter(map(len, texts), dtype=np.int64, count=n)
+    if not lens.sum():
+        return np.zeros((n, len(CHAR_CLASSES)), dtype=np.int64)
+    cps = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    if int(cps.max()) < 0x10000:
+        cls = _BMP_CLASS[cps]
+    else:  # astral: only the CJK extensions B-G count (as Hanzi)
+        cls = np.where(cps < 0x10000, _BMP_CLASS[np.minimum(cps, 0xFFFF)],
+                       np.where((cps >= 0x20000) & (cps <= 0x3134F), 0, 3)).astype(np.int8)
+    owner = np.repeat(np.arange(n, dtype=np.int64), lens)
+    return np.bincount(owner * len(CHAR_CLASSES) + cls, minlength=n * len(CHAR_CLASSES)).reshape(n, -1)
 
 
 def class_counts(text: str) -> tuple[int, int, int, int]:
-    """Characters of `text` per CHAR_CLASSES: Hanzi (CJK ideographs incl. extensions), digits (ASCII and
-    full-width), Latin letters (ASCII and full-width), other (punctuation, symbols, everything else)."""
-    if not text:
-        return 0, 0, 0, 0
-    h, d, a = (sum(map(len, r.findall(text))) for r in _CLASS_RES)
-    return h, d, a, len(text) - h - d - a
+    """Characters of one text per CHAR_CLASSES (see class_matrix)."""
+    return tuple(int(x) for x in class_matrix([text])[0])
 
 
 def error_anatomy(pred: str | None, gt: str | None, profile: str | None = DEFAULT_PROFILE) -> dict:
@@ -317,15 +343,11 @@ def _score_chunk(preds: Sequence, gts: Sequence, profile: str | None, anatomy: b
     loops = {}
     cls_chars = cls_errors = None
     if anatomy:
-        cls_chars = np.zeros((n, len(CHAR_CLASSES)), np.int64)
-        cls_errors = np.zeros((n, len(CHAR_CLASSES)), np.int64)
+        wrong = [""] * n
         for k in range(n):
             p, g = P[k], G[k]
-            d, s, de, i, tp, longest, wrong = _anatomy_one(p, g, confusions)
+            d, s, de, i, tp, longest, wrong[k] = _anatomy_one(p, g, confusions)
             lev[k], sub[k], dele[k], ins[k], bag_tp[k] = d, s, de, i, tp
-            cls_chars[k] = class_counts(g)
-            if wrong:
-                cls_errors[k] = class_counts(wrong)
             if d:
                 # The Levenshtein alignment's matches are a common subsequence, so Indel = |p|+|g|-2·LCS <= lev + S:
                 # a tight, always-valid cutoff for rapidfuzz's banded LCS (exact; recomputed if it were exceeded).
@@ -335,6 +357,7 @@ def _score_chunk(preds: Sequence, gts: Sequence, profile: str | None, anatomy: b
                 loop = repetition_loop(P[k], G[k])
                 if loop:
                     loops[k] = loop
+        cls_chars, cls_errors = class_matrix(G), class_matrix(wrong)
     else:
         for k in range(n):
             if lev[k] == 0:
