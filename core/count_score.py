@@ -94,6 +94,10 @@ def format_scores_table(result: dict) -> str:
         extra.append(f"{an['n_repetition_loops']} repetition loops")
     if an.get("n_empty_predictions"):
         extra.append(f"{an['n_empty_predictions']} empty predictions")
+    by = {k: v for k, v in (an.get("by_class") or {}).items() if v.get("chars")}
+    if by:
+        extra.append("substituted or deleted, per ground-truth character: " + ", ".join(
+            f"{k} {v['rate']:.3f} ({v['sub_del']}/{v['chars']})" for k, v in by.items()))
     tb = prim.get("tables") or {}
     if tb.get("n"):
         extra.append(f"tables: n={tb['n']} invalid pred={tb['n_invalid_pred']} invalid gt={tb['n_invalid_gt']} "

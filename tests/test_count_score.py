@@ -47,6 +47,8 @@ def test_rescore_original_file_with_several_profiles(tmp_path):
     header = next(i for i, line in enumerate(lines) if line.startswith("profile"))
     assert [line.split()[0] for line in lines[header + 2:header + 5]] == ["seed", "standard", "lenient"]
     assert "1 empty predictions" in r.stdout
+    # seed profile (first): 15 ground-truth Hanzi, the 2 of 說明 deleted; no other class present
+    assert "per ground-truth character: hanzi 0.133 (2/15)" in r.stdout
     assert not [p for p in out.parent.iterdir() if p.name != "a_norm.json"]  # no temp file left behind
 
 
