@@ -260,3 +260,15 @@ def test_test_only_scores_a_model_on_the_runs_test_sets(tmp_path):
     assert out["data"]["counts"] == {"test_content": 3, "test_random": 3}  # nothing else was rendered
     assert not list((tmp_path / "w" / "data" / "images").glob("train_*"))
     assert json.loads((tmp_path / "w" / "learning_run_test.json").read_text(encoding="utf-8"))["tests"]
+
+
+def test_random_strings_can_draw_every_character_class():
+    from lib.synth.lines import LineTask, make_strings
+
+    charset = "公文函主旨說明0123456789ABC，。"
+    only_hanzi = make_strings(random.Random(0), LineTask(random_share=1.0), 300, [], charset)
+    every = make_strings(random.Random(0), LineTask(random_share=1.0, random_chars="all"), 300, [], charset)
+    assert set("".join(only_hanzi)) <= set("公文函主旨說明")
+    assert set("".join(every)) == set(charset)  # digits, Latin and punctuation too
+    with pytest.raises(ValueError, match="random_chars"):
+        make_strings(random.Random(0), LineTask(random_chars="digits"), 3, [], charset)

@@ -71,6 +71,9 @@ class LearningRunArgs:
     n_val: int = field(256, help="validation samples (CER during training)")
     n_test: int = field(500, help="samples in each test set (test_content, test_random)")
     n_docs: int = field(3000, help="synthetic documents whose text feeds the training strings")
+    random_chars: str = field("hanzi", choices=["hanzi", "all"], help="what the training's random strings draw "
+                              "from: hanzi | all (digits, Latin letters, punctuation too); the random test set stays "
+                              "Hanzi")
     random_share: float = field(0.9, help="share of training strings of uniformly random characters (the rest: 公文 "
                                 "text windows); random strings leave reading as the only way to lower the loss")
     workers: int = field(0, help="rendering processes (0 = all cores)")
@@ -82,8 +85,8 @@ class LearningRunArgs:
     n_bootstrap: int = field(1000, help="bootstrap resamples for the test CIs")
     train_args: str = field("{}", help="extra training settings as JSON (override the config file)")
     test_only: bool = field(False, help="only render the test sets and score --init_model on them (no training); "
-                            "use the data settings (--stage, --seed, --n_train, --n_docs, --random_share) of the run that made "
-                            "the model so the test strings are the same")
+                            "use the data settings (--stage, --seed, --n_train, --n_docs, --random_share, "
+                            "--random_chars) of the run that made the model so the test strings are the same")
     pack_fonts: str | None = field(None, help="only write the run's two fonts, subset to its characters, into this "
                                    "folder and exit (carry it to a machine without CJK fonts; point "
                                    "GEMMA_OCR_FONT_DIRS at it there)")
@@ -120,7 +123,7 @@ def make_data(args: LearningRunArgs, data_dir: Path, tests_only: bool = False) -
         if info.get("key") in (_data_key(args), _data_key(args) + "-tests" if tests_only else None):
             print(f"data: reusing {data_dir} ({info['counts']})", flush=True)
             return info
-    task = LineTask(**STAGES[args.stage], random_share=args.random_share)
+    task = LineTask(**STAGES[args.stage], random_share=args.random_share, random_chars=args.random_chars)
     fonts, charset, pool_train, pool_test = run_charset(args.seed, args.n_docs)
     rng = random.Random(args.seed)
     train = make_strings(rng, task, args.n_train, pool_train, charset)
@@ -177,7 +180,8 @@ def pack_fonts(args: LearningRunArgs, out_dir: Path) -> list[Path]:
 
 
 def _data_key(args: LearningRunArgs) -> str:
-    return json.dumps([args.stage, args.n_train, args.n_val, args.n_test, args.n_docs, args.random_share, args.seed])
+    return json.dumps([args.stage, args.n_train, args.n_val, args.n_test, args.n_docs, args.random_share, args.seed,
+                       args.random_chars])
 
 
 def plot_curve(log_history: list[dict], out_png: Path, title: str) -> None:

@@ -37,6 +37,8 @@ class LineTask:
     max_lines: int = 1  # 1 = single lines; > 1 = paragraphs of min_lines..max_lines lines
     min_lines: int = 2
     random_share: float = 0.5  # share of strings of uniformly random characters
+    random_chars: str = "hanzi"  # what random strings draw from: hanzi | all (every character of the set: digits,
+    # Latin letters and punctuation too, which otherwise occur only in the 公文 strings)
     max_ink: int = 90  # darkest ink grey level is 0, lightest max_ink
     min_paper: int = 215  # background grey level in [min_paper, 255]
     placement: str = "left"  # left: the block starts near the left edge, vertically centred +-10 % (a detector's
@@ -70,7 +72,8 @@ def task_charset(fonts: Sequence, pool: Sequence[str]) -> str:
 def _one_string(rng: random.Random, task: LineTask, pool: Sequence[str], charset: str, hanzi: str) -> str:
     n = rng.randint(task.min_len, task.max_len)
     if rng.random() < task.random_share:
-        return "".join(rng.choice(hanzi) for _ in range(n))
+        alphabet = hanzi if task.random_chars == "hanzi" else charset
+        return "".join(rng.choice(alphabet) for _ in range(n))
     for _ in range(20):
         line = rng.choice(pool)
         if len(line) < task.min_len:
@@ -86,6 +89,9 @@ def _one_string(rng: random.Random, task: LineTask, pool: Sequence[str], charset
 def make_strings(rng: random.Random, task: LineTask, n: int, pool: Sequence[str], charset: str,
                  exclude: set[str] = frozenset()) -> list[str]:
     """`n` texts (lines joined by '\\n' for paragraphs), none of them in `exclude`."""
+    if task.random_chars not in ("hanzi", "all"):
+        raise ValueError(f"LineTask.random_chars must be 'hanzi' or 'all', got {task.random_chars!r}")
+    charset = "".join(c for c in charset if not c.isspace())
     hanzi = "".join(c for c in charset if "\u4e00" <= c <= "\u9fff")
     if not hanzi:
         raise ValueError("the character set has no Hanzi the fonts can draw")
