@@ -153,6 +153,7 @@ def main(args: ProbeArgs) -> dict:
 
     from core.benchmarks.learning_run import run_charset
     from lib.results import atomic_write_json
+    from lib.train.trainer import is_vision_or_projector
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(args.seed)
@@ -221,8 +222,8 @@ def main(args: ProbeArgs) -> dict:
         model.train()
         return errs / total, examples
 
-    vision = [p for n, p in model.named_parameters() if "vision_tower" in n or "multi_modal" in n]
-    other = [p for n, p in model.named_parameters() if not ("vision_tower" in n or "multi_modal" in n)]
+    vision = [p for n, p in model.named_parameters() if is_vision_or_projector(n)]
+    other = [p for n, p in model.named_parameters() if not is_vision_or_projector(n)]
     peaks = (args.vision_lr or args.lr, args.lr)
     opt = torch.optim.AdamW([{"params": vision, "lr": peaks[0]}, {"params": other, "lr": peaks[1]}],
                             weight_decay=0.01, fused=dev == "cuda")

@@ -206,11 +206,6 @@ def class_matrix(texts: Sequence[str]) -> np.ndarray:
     return np.bincount(owner * len(CHAR_CLASSES) + cls, minlength=n * len(CHAR_CLASSES)).reshape(n, -1)
 
 
-def class_counts(text: str) -> tuple[int, int, int, int]:
-    """Characters of one text per CHAR_CLASSES (see class_matrix)."""
-    return tuple(int(x) for x in class_matrix([text])[0])
-
-
 def error_anatomy(pred: str | None, gt: str | None, profile: str | None = DEFAULT_PROFILE) -> dict:
     """Substitutions / deletions / insertions and the substitution pairs of one sample (see module docstring)."""
     batch = score_pairs([pred], [gt], profile=profile, anatomy=True, workers=1)

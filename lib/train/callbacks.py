@@ -115,6 +115,6 @@ class TimeLimitCallback(TrainerCallback):
                          "stopping (checkpoint + final evaluation follow)")
             control.should_training_stop = True
             control.should_save = True
-            if str(getattr(args.eval_strategy, "value", args.eval_strategy)) != "no":
+            if args.eval_strategy != "no":  # IntervalStrategy is a str enum
                 control.should_evaluate = True
         return control

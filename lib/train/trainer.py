@@ -32,12 +32,17 @@ from lib.train.callbacks import GenerationCER, StepLogCallback, TimeLimitCallbac
 from lib.train.collator import IGNORE_INDEX, OCRCollator, measure_samples
 
 __all__ = ["OCRTrainer", "build_trainer", "run_training", "apply_peft", "TrainingDataError", "lora_target_names",
-           "prepare_samples"]
+           "prepare_samples", "is_vision_or_projector"]
 
 log = logging.getLogger(__name__)
 
 VISION_PREFIXES = ("vision_tower", "visual", "vision_model")
 PROJECTOR_NAMES = ("multi_modal_projector", "merger", "mm_projector")
+
+
+def is_vision_or_projector(name: str) -> bool:
+    """True for a parameter/module name inside the vision tower or the multimodal projector."""
+    return any(part in VISION_PREFIXES or part in PROJECTOR_NAMES for part in name.split("."))
 
 
 class TrainingDataError(ValueError):
@@ -87,7 +92,7 @@ class OCRTrainer(Trainer):
         groups: dict[tuple[bool, bool], list] = {}
         for name, p in opt_model.named_parameters():
             if p.requires_grad:
-                vision = any(part in VISION_PREFIXES or part in PROJECTOR_NAMES for part in name.split("."))
+                vision = is_vision_or_projector(name)
                 groups.setdefault((vision, name in decay), []).append(p)
         param_groups = [{"params": ps, "weight_decay": self.args.weight_decay if dec else 0.0,
                          **({"lr": self.vision_learning_rate} if vision else {})}
