@@ -188,3 +188,70 @@ def test_group_by_length_sampler_keeps_every_sample_and_cuts_padding(tmp_path):
     assert sorted(grouped) == list(range(len(samples)))  # every sample exactly once per epoch
     shuffled = torch.randperm(len(samples), generator=torch.Generator().manual_seed(0)).tolist()
     assert padding(grouped) < 0.5 * padding(shuffled)
+
+
+def _saved_bytes(fn):
+    """(fn(), bytes of the tensors autograd saved for the backward while it ran)."""
+    total = [0]
+
+    def pack(t):
+        total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, total[0]
+
+
+@pytest.mark.slow
+def test_compiled_layers_match_eager_and_memory_budget_saves_less():
+    """compile_layers (regional, dynamic) computes the eager loss and LoRA gradients; a memory budget below 1 makes
+    the compiled layers keep fewer bytes for the backward (recomputing instead) with the same gradients. The
+    `aot_eager_decomp_partition` backend runs the same AOT autograd partitioner as inductor without generating C++
+    (the GPU runs inductor, docs/GPU.md)."""
+    from lib.train.speed import compile_layers
+
+    model, inputs = _tiny_lora_batch()
+    model.train()
+    no_grad_frozen_vision(model)
+    ref, _ = _saved_bytes(lambda: label_only_loss(model, inputs))
+    ref.backward()
+    g_ref = _grads(model)
+    saved = {}
+    for budget in (1.0, 0.3):
+        torch._dynamo.reset()  # the budget is read when a graph compiles
+        model, inputs = _tiny_lora_batch()
+        model.train()
+        no_grad_frozen_vision(model)
+        assert compile_layers(model, memory_budget=budget, backend="aot_eager_decomp_partition") > 0
+        got, saved[budget] = _saved_bytes(lambda: label_only_loss(model, inputs))
+        got.backward()
+        g = _grads(model)
+        assert abs(float(got) - float(ref)) < 1e-5
+        assert g.keys() == g_ref.keys()
+        for k in g_ref:
+            assert torch.allclose(g[k], g_ref[k], atol=1e-6, rtol=1e-4), (budget, k)
+    assert saved[0.3] < saved[1.0], saved
+    torch._dynamo.reset()
+    import torch._functorch.config as functorch_config
+
+    functorch_config.activation_memory_budget = 1.0
+
+
+def test_qlora_preparation_keeps_frozen_weights_in_their_dtype():
+    """apply_peft on a 4-bit model freezes the base and adds fp32 LoRA weights, but does not copy the frozen
+    embedding / vision tower / norms to fp32 the way peft's prepare_model_for_kbit_training does (4.9 GiB on the
+    4B shape). Runs on CPU: the 4-bit flag is what apply_peft looks at; quantized layers themselves need CUDA."""
+    from lib.perf import bench_processor, build_gemma3_vlm
+    from lib.train.args import SFTArgs
+    from lib.train.trainer import apply_peft
+
+    model = build_gemma3_vlm("tiny", bench_processor("tiny"), dtype=torch.bfloat16)
+    model.is_loaded_in_4bit = True
+    model = apply_peft(model, SFTArgs(model_name="x", load_in_4bit=True, lora_r=4, lora_alpha=8))
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    frozen = {n: p for n, p in model.named_parameters() if not p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert all(p.dtype == torch.float32 for p in trainable.values())
+    assert {p.dtype for p in frozen.values()} == {torch.bfloat16}, "a frozen weight was upcast"
+    assert any("vision_tower" in n for n in frozen) and any("embed_tokens" in n for n in frozen)

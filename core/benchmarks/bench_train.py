@@ -204,6 +204,7 @@ def _free():
     import torch
 
     gc.collect()
+    torch._dynamo.reset()  # each configuration compiles its own layers (and drops the last model's graphs)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()

@@ -71,9 +71,9 @@ class LearningRunArgs:
     n_val: int = field(256, help="validation samples (CER during training)")
     n_test: int = field(500, help="samples in each test set (test_content, test_random)")
     n_docs: int = field(3000, help="synthetic documents whose text feeds the training strings")
-    random_chars: str = field("hanzi", choices=["hanzi", "all"], help="what the training's random strings draw "
-                              "from: hanzi | all (digits, Latin letters, punctuation too); the random test set stays "
-                              "Hanzi")
+    random_chars: str = field("all", choices=["hanzi", "all"], help="what the training's random strings draw "
+                              "from: all (every character of the set: digits, Latin letters, punctuation too - the "
+                              "measured recipe) | hanzi (what line runs 1-2 used); the random test set stays Hanzi")
     random_share: float = field(0.9, help="share of training strings of uniformly random characters (the rest: 公文 "
                                 "text windows); random strings leave reading as the only way to lower the loss")
     workers: int = field(0, help="rendering processes (0 = all cores)")

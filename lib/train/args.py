@@ -102,6 +102,10 @@ class SFTArgs:
                                  "kept, no backward through it); ignored when any of their parameters trains")
     compile_layers: bool = field(False, help="torch.compile each decoder/encoder layer (dynamic shapes): fuses the "
                                  "elementwise work and removes most per-op overhead; the first steps pay the compile")
+    compile_memory_budget: float = field(1.0, help="with compile_layers: share of the activation memory the compiled "
+                                         "layers may keep for the backward pass (torch's activation_memory_budget); "
+                                         "below 1 they recompute the cheapest activations in the backward instead of "
+                                         "storing them - a larger batch in the same memory, no extra kernel launches")
     pad_to_multiple_of: int = field(0, help="pad each batch's length up to a multiple of this (64 on GPUs: cuDNN "
                                     "attention builds one plan per length and reuses it); 0 = no extra padding")
     group_by_length: bool = field(False, help="batch samples of similar answer length together (shuffled groups; less "
@@ -139,6 +143,8 @@ class SFTArgs:
             raise ValueError(f"vision_learning_rate must be > 0, got {self.vision_learning_rate}")
         if self.max_train_seconds < 0:
             raise ValueError(f"max_train_seconds must be >= 0, got {self.max_train_seconds}")
+        if not 0.0 < self.compile_memory_budget <= 1.0:
+            raise ValueError(f"compile_memory_budget must be in (0, 1], got {self.compile_memory_budget}")
         if self.eval_steps <= 0 or self.save_steps <= 0:
             raise ValueError("eval_steps and save_steps must be > 0")
         if self.metric_for_best_model not in ("eval_cer", "eval_loss"):

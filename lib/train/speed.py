@@ -203,10 +203,18 @@ def no_sync_placeholder_mask(model) -> bool:
     return True
 
 
-def compile_layers(model, *, dynamic: bool = True) -> int:
+def compile_layers(model, *, dynamic: bool = True, memory_budget: float = 1.0, backend: str = "inductor") -> int:
     """Regional torch.compile: compile each decoder layer of the language model and each encoder layer of the vision
-    tower in place (`nn.Module.compile`). Returns the number of layers compiled."""
+    tower in place (`nn.Module.compile`). Returns the number of layers compiled.
+
+    `memory_budget` < 1 sets torch's `activation_memory_budget`: the partitioner of each compiled layer then keeps at
+    most that share of its activations for the backward and recomputes the rest (cheapest first) inside the compiled
+    backward. It is a process-wide setting read when a graph compiles (the first steps), so it is set here, before
+    any layer runs, and holds for every layer compiled afterwards in this process."""
     import torch._dynamo
+    import torch._functorch.config as functorch_config
+
+    functorch_config.activation_memory_budget = float(memory_budget)
 
     # Every layer shares one code object; train/eval, batch size 1 vs >1 and sliding/global layers each add a
     # compiled variant. Past the default limit of 8, dynamo silently runs the layer eagerly (our suspected cause of
@@ -219,6 +227,6 @@ def compile_layers(model, *, dynamic: bool = True) -> int:
     for mod in base.modules():
         cls = type(mod).__name__
         if cls.endswith("DecoderLayer") or cls.endswith("EncoderLayer") or cls.endswith("VisionBlock"):
-            mod.compile(dynamic=dynamic)
+            mod.compile(dynamic=dynamic, backend=backend)
             n += 1
     return n

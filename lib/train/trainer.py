@@ -180,9 +180,12 @@ def apply_peft(model, args: SFTArgs):
     from peft import LoraConfig, get_peft_model
 
     if args.load_in_4bit:
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing)
+        # Not peft's prepare_model_for_kbit_training: it casts every non-quantized parameter to fp32 - for Gemma 3
+        # the 262k x 2560 embedding and the whole frozen vision tower - which cost QLoRA 4.9 GiB more than bf16 LoRA
+        # on the 4B shape (docs/GPU.md). Frozen weights need no fp32 copy (Gemma's norms compute in fp32 anyway);
+        # LoRA weights are created in fp32 by peft; checkpointing is non-reentrant, so no input-grad hook either.
+        for p in model.parameters():
+            p.requires_grad_(False)
     targets = lora_target_names(model, language=args.finetune_language_layers, vision=args.finetune_vision_layers,
                                 suffixes=args.lora_target_modules)
     if not targets and not args.modules_to_save:
@@ -369,7 +372,8 @@ def _apply_speed_options(trainer: OCRTrainer, args: SFTArgs, printer=print) -> N
         printer("vision tower + projector frozen: run without autograd (vision_no_grad)")
     speed.no_sync_placeholder_mask(trainer.model)
     if args.compile_layers:
-        printer(f"torch.compile: {speed.compile_layers(trainer.model)} layers (compile_layers)")
+        n = speed.compile_layers(trainer.model, memory_budget=args.compile_memory_budget)
+        printer(f"torch.compile: {n} layers (compile_layers, activation memory budget {args.compile_memory_budget})")
 
 
 # -- the whole run -----------------------------------------------------------------------------------------------
