@@ -255,3 +255,14 @@ def test_qlora_preparation_keeps_frozen_weights_in_their_dtype():
     assert all(p.dtype == torch.float32 for p in trainable.values())
     assert {p.dtype for p in frozen.values()} == {torch.bfloat16}, "a frozen weight was upcast"
     assert any("vision_tower" in n for n in frozen) and any("embed_tokens" in n for n in frozen)
+
+
+@pytest.mark.parametrize("kwargs,match", [({"compile_memory_budget": 0.5}, "compile_layers"),
+                                          ({"compile_memory_budget": 0.0, "compile_layers": True}, r"\(0, 1\]"),
+                                          ({"compile_memory_budget": 1.5, "compile_layers": True}, r"\(0, 1\]")])
+def test_memory_budget_refused_where_it_would_do_nothing_or_is_out_of_range(kwargs, match):
+    from lib.train.args import SFTArgs
+
+    with pytest.raises(ValueError, match=match):
+        SFTArgs(model_name="x", **kwargs)
+    assert SFTArgs(model_name="x", compile_layers=True, compile_memory_budget=0.5).compile_memory_budget == 0.5

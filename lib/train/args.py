@@ -145,6 +145,9 @@ class SFTArgs:
             raise ValueError(f"max_train_seconds must be >= 0, got {self.max_train_seconds}")
         if not 0.0 < self.compile_memory_budget <= 1.0:
             raise ValueError(f"compile_memory_budget must be in (0, 1], got {self.compile_memory_budget}")
+        if self.compile_memory_budget < 1.0 and not self.compile_layers:
+            raise ValueError(f"compile_memory_budget={self.compile_memory_budget} acts on compiled layers only: add "
+                             "--compile_layers true, or leave the budget at 1.0")
         if self.eval_steps <= 0 or self.save_steps <= 0:
             raise ValueError("eval_steps and save_steps must be > 0")
         if self.metric_for_best_model not in ("eval_cer", "eval_loss"):
