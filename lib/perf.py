@@ -11,7 +11,7 @@ the same samples. Nothing here trains; it builds inputs and counts.
   `lib.data.load_samples` reads - the same data path training uses.
 - `train_flops(...)`: useful FLOPs of one training sequence (the formula of issue 8, stated in `train_flops`).
 - `StepTimer`: a `transformers.TrainerCallback` that times steps after a warm-up with device syncs and records peak
-  memory.
+  memory; `StepProfiler`: one that runs `torch.profiler` over a few later steps (device busy share, top operators).
 
 Not for: training (lib/train) or evaluation.
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 __all__ = ["GEMMA3_SHAPES", "H100_BF16_PEAK_FLOPS", "bench_processor", "build_gemma3_vlm", "write_ocr_workload",
-           "ModelCounts", "model_counts", "train_flops", "attention_pairs", "StepTimer", "BatchRecorder"]
+           "ModelCounts", "model_counts", "train_flops", "attention_pairs", "StepTimer", "StepProfiler", "BatchRecorder"]
 
 # Dense bf16 matrix-product rate measured on the lent H100 (KINDS.md: 8192^3 bf16 matmul, 798 TFLOP/s).
 H100_BF16_PEAK_FLOPS = 798e12
@@ -342,9 +342,10 @@ def _sync():
         pass
 
 
-def StepTimer(warmup_steps: int, recorder: BatchRecorder | None = None):
-    """A TrainerCallback timing optimizer steps after `warmup_steps` (synchronising the device at both ends) and
-    reading peak allocated GPU memory over the whole run (weights + optimizer + activations)."""
+def StepTimer(warmup_steps: int, recorder: BatchRecorder | None = None, last_step: int | None = None):
+    """A TrainerCallback timing optimizer steps after `warmup_steps` up to `last_step` (default: the end; later steps,
+    e.g. profiled ones, are not timed), synchronising the device at both ends, and reading peak allocated GPU memory
+    over the whole run (weights + optimizer + activations)."""
     from transformers import TrainerCallback
 
     class _StepTimer(TrainerCallback):
@@ -367,7 +368,7 @@ def StepTimer(warmup_steps: int, recorder: BatchRecorder | None = None):
                 self.t0 = self._last = time.perf_counter()
                 if recorder is not None:
                     self.first_record = len(recorder.records)
-            elif state.global_step > warmup_steps:
+            elif state.global_step > warmup_steps and (last_step is None or state.global_step <= last_step):
                 _sync()
                 now = time.perf_counter()
                 self.step_times.append(now - self._last)
@@ -385,3 +386,60 @@ def StepTimer(warmup_steps: int, recorder: BatchRecorder | None = None):
             return (self.t1 - self.t0) if self.t0 is not None and self.t1 is not None else float("nan")
 
     return _StepTimer()
+
+
+def StepProfiler(first_step: int, n_steps: int, top: int = 12):
+    """A TrainerCallback that runs `torch.profiler` over optimizer steps first_step+1 .. first_step+n_steps and keeps,
+    per profiled step: wall seconds, kernel time on the device (sum of the kernels' own time; less than the wall time
+    by what the device sat idle, waiting for the host), and the operators that took the most device and host time.
+    `summary()` is None until the profiled steps ran."""
+    from transformers import TrainerCallback
+
+    class _StepProfiler(TrainerCallback):
+        def __init__(self):
+            self.prof = None
+            self.t0 = None
+            self.result: dict | None = None
+
+        def on_step_end(self, args, state, control, **kw):
+            import torch
+
+            if state.global_step == first_step and n_steps > 0:
+                _sync()
+                acts = [torch.profiler.ProfilerActivity.CPU]
+                if torch.cuda.is_available():
+                    acts.append(torch.profiler.ProfilerActivity.CUDA)
+                self.prof = torch.profiler.profile(activities=acts)
+                self.prof.__enter__()
+                self.t0 = time.perf_counter()
+            elif self.prof is not None and state.global_step == first_step + n_steps:
+                _sync()
+                wall = time.perf_counter() - self.t0
+                self.prof.__exit__(None, None, None)
+                self.result = _profile_summary(self.prof, n_steps, wall, top)
+                self.prof = None
+
+        def summary(self) -> dict | None:
+            return self.result
+
+    return _StepProfiler()
+
+
+def _profile_summary(prof, n_steps: int, wall: float, top: int) -> dict:
+    events = prof.key_averages()
+
+    def dev(e) -> float:  # microseconds of the op's own device time (the attribute's name moved across torch versions)
+        return float(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0)) or 0.0)
+
+    def row(e) -> dict:
+        return {"name": e.key[:90], "calls_per_step": e.count / n_steps,
+                "self_device_ms_per_step": dev(e) / 1e3 / n_steps,
+                "self_cpu_ms_per_step": float(e.self_cpu_time_total) / 1e3 / n_steps}
+
+    device_ms = sum(dev(e) for e in events if getattr(e, "device_type", None) is not None
+                    and str(e.device_type).endswith("CUDA")) / 1e3 / n_steps
+    by_dev = sorted((e for e in events if dev(e) > 0), key=dev, reverse=True)[:top]
+    by_cpu = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    return {"steps": n_steps, "wall_ms_per_step": 1e3 * wall / n_steps, "device_kernel_ms_per_step": device_ms,
+            "device_busy_share": device_ms / (1e3 * wall / n_steps) if wall > 0 else float("nan"),
+            "top_device": [row(e) for e in by_dev], "top_cpu": [row(e) for e in by_cpu]}

@@ -44,6 +44,9 @@ class BenchTrainArgs:
     steps: int = field(25, help="timed optimizer steps")
     lora_r: int = field(16, help="LoRA rank (both trainers)")
     lora_alpha: int = field(16, help="LoRA alpha (both trainers)")
+    profile_steps: int = field(0, help="after the timed steps, run this many more under torch.profiler (not timed) "
+                               "and print where each step's time goes: device busy share, top operators by device "
+                               "and by host time")
     check_grads: bool = field(True, help="compare loss and LoRA gradients with TRL on one fixed batch first")
     check_batch: int = field(2, help="samples in the fixed comparison batch")
     work_dir: str = field("runs/bench_train", help="where the synthetic samples and trainer outputs go")
@@ -214,7 +217,8 @@ def run_config(shape: str, spec: str, processor, samples, data_path: Path, promp
                ref_check: tuple | None) -> tuple[dict, tuple | None]:
     import torch
 
-    from lib.perf import (H100_BF16_PEAK_FLOPS, BatchRecorder, StepTimer, build_gemma3_vlm, model_counts)
+    from lib.perf import (H100_BF16_PEAK_FLOPS, BatchRecorder, StepProfiler, StepTimer, build_gemma3_vlm,
+                          model_counts)
 
     kind, opts = _parse_config(spec)
     # Probe knob for any configuration: cudnn=0 keeps PyTorch's SDPA off the cuDNN backend for this run.
@@ -234,7 +238,7 @@ def run_config(shape: str, spec: str, processor, samples, data_path: Path, promp
         if kind == "ours":
             opts["load_in_4bit"] = "1"
     out_dir = Path(args.work_dir) / f"{shape}_{spec.replace(':', '_').replace('=', '')}"
-    max_steps = args.warmup_steps + args.steps
+    max_steps = args.warmup_steps + args.steps + args.profile_steps
     if kind == "trl":
         trainer = _trl_trainer(model, processor, samples, prompt, opts, args, out_dir, max_steps)
     else:
@@ -253,13 +257,18 @@ def run_config(shape: str, spec: str, processor, samples, data_path: Path, promp
         _set_deterministic_lora(trainer.model, args.seed + 1)
 
     recorder = BatchRecorder(trainer)
-    timer = StepTimer(args.warmup_steps, recorder)
+    timer = StepTimer(args.warmup_steps, recorder, last_step=args.warmup_steps + args.steps)
     trainer.add_callback(timer)
+    profiler = StepProfiler(args.warmup_steps + args.steps, args.profile_steps)
+    trainer.add_callback(profiler)
     out = trainer.train()
     secs = timer.seconds()
     # training health: did any trainable weight become NaN/inf? (checked once, after timing)
     nonfinite = sum(int(not bool(p.detach().isfinite().all())) for p in trainer.model.parameters() if p.requires_grad)
     tot = recorder.summary(counts, timer.first_record, timer.last_record)
+    if profiler.summary() is not None:
+        row["profile"] = profiler.summary()
+        print(_fmt_profile(spec, row["profile"]), flush=True)
     row.update({
         "steps_timed": timer.steps_timed, "seconds": secs, "s_per_step": secs / max(timer.steps_timed, 1),
         "samples_per_s": tot["sequences"] / secs, "tokens_per_s": tot["tokens"] / secs,
@@ -269,10 +278,21 @@ def run_config(shape: str, spec: str, processor, samples, data_path: Path, promp
         "train_loss": float(out.training_loss), "nonfinite_trainable_tensors": nonfinite, "step_time_median": sorted(timer.step_times)[len(timer.step_times) // 2]
         if timer.step_times else float("nan"),
     })
-    del trainer, model, recorder, timer
+    del trainer, model, recorder, timer, profiler
     torch.backends.cuda.enable_cudnn_sdp(prev_cudnn)
     _free()
     return row, check
+
+
+def _fmt_profile(spec: str, p: dict) -> str:
+    lines = [f"[{spec}] profile of {p['steps']} step(s): {p['wall_ms_per_step']:.1f} ms/step wall, "
+             f"{p['device_kernel_ms_per_step']:.1f} ms/step of device kernels "
+             f"(device busy {100 * p['device_busy_share']:.0f} %)"]
+    for title, key, rows in (("device", "self_device_ms_per_step", p["top_device"]),
+                             ("host", "self_cpu_ms_per_step", p["top_cpu"])):
+        lines.append(f"  top operators by {title} time (ms/step, calls/step):")
+        lines += [f"    {r[key]:9.2f}  {r['calls_per_step']:7.1f}  {r['name']}" for r in rows] or ["    (none: no GPU)"]
+    return "\n".join(lines)
 
 
 def _fmt_table(rows: list[dict]) -> str:
