@@ -203,7 +203,7 @@ def no_sync_placeholder_mask(model) -> bool:
     return True
 
 
-def compile_layers(model, *, dynamic: bool = True, memory_budget: float = 1.0, backend: str = "inductor") -> int:
+def compile_layers(model, *, dynamic: bool = True, memory_budget: float = 1.0, backend="inductor") -> int:
     """Regional torch.compile: compile each decoder layer of the language model and each encoder layer of the vision
     tower in place (`nn.Module.compile`). Returns the number of layers compiled.
 
