@@ -319,10 +319,9 @@ def save_resolved_config(args: Any, path: str | os.PathLike, extra: Mapping[str,
                "config_file": getattr(args, "_config_path", None), "argv": sys.argv}
     if extra:
         payload.update(extra)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    os.replace(tmp, p)
-    return p
+    from lib.results import atomic_write_text  # a unique temp name: concurrent writers never share one
+
+    return atomic_write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str), p)
 
 
 def format_config(args: Any) -> str:

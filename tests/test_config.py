@@ -105,3 +105,35 @@ def test_help_lists_canonical_spellings_only(capsys):
     out = capsys.readouterr().out
     assert "--load_in_4bit" in out and "--no-load-in-4bit" in out and "--server-url" in out
     assert "--no_load_in_4bit" not in out and "--learning-rate" in out and "--server_url" not in out
+
+
+def test_resolved_config_survives_concurrent_writers(tmp_path):
+    """Two processes (e.g. DDP ranks) writing the same training_config.json must not trip over one shared temp
+    file: each write goes through its own temp name, and the file is always whole JSON."""
+    import json
+    import threading
+
+    from lib.config import save_resolved_config
+
+    @dataclasses.dataclass
+    class A:
+        x: int = 1
+
+    target = tmp_path / "training_config.json"
+    errors = []
+
+    def write(i):
+        try:
+            for _ in range(30):
+                save_resolved_config(A(x=i), target)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert json.loads(target.read_text(encoding="utf-8"))["config"]["x"] in range(6)
+    assert [p.name for p in tmp_path.iterdir()] == ["training_config.json"]  # no temp file left behind

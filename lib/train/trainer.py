@@ -493,9 +493,11 @@ def run_training(args: SFTArgs, printer=print) -> dict:
         "prompt": trainer.ocr_prompt.to_dict(), "log_history": trainer.state.log_history,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    save_final(trainer, args, final_dir, metadata)
-    printer(f"saved {'adapter' if args.finetune == 'lora' else 'model'} + processor + metadata to {final_dir} "
-            f"({trainer.state.global_step} steps, {train_wall:.0f} s)")
+    if trainer.is_world_process_zero():  # one writer under accelerate launch; every rank holds the same weights
+        save_final(trainer, args, final_dir, metadata)
+        printer(f"saved {'adapter' if args.finetune == 'lora' else 'model'} + processor + metadata to {final_dir} "
+                f"({trainer.state.global_step} steps, {train_wall:.0f} s)")
+    trainer.accelerator.wait_for_everyone()
     return metadata
 
 
