@@ -184,10 +184,9 @@ def save_samples(samples: Iterable[Sample], path: str | os.PathLike, fmt: str = 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     rows = [s.to_row(relative_to=p.parent.resolve(), fmt=fmt) for s in samples]
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, p)
-    return p
+    from lib.results import atomic_write_text
+
+    return atomic_write_text(json.dumps(rows, ensure_ascii=False, indent=1), p)
 
 
 @dataclasses.dataclass

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from lib.results import atomic_write_text
 from lib.synth.config import SynthConfig
 from lib.synth.degrade import degrade, encode_jpeg
 from lib.synth.page import PageOut, available_fonts, compose_document
@@ -165,9 +166,7 @@ def generate_dataset(output_dir: str | os.PathLike, n: int, seed: int = 0, granu
             bar.close()
     elapsed = time.perf_counter() - t0
     data_path = out / "data.json"
-    tmp = data_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, data_path)
+    atomic_write_text(json.dumps(rows, ensure_ascii=False, indent=1), data_path)
     return {"data_path": str(data_path), "n_samples": len(rows), "n_docs": len({r["doc_id"] for r in rows}),
             "elements": dict(Counter(r["element"] for r in rows)), "seconds": round(elapsed, 3),
             "samples_per_second": round(len(rows) / elapsed, 2) if elapsed > 0 else None, "workers": workers,
