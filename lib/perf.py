@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["GEMMA3_SHAPES", "H100_BF16_PEAK_FLOPS", "bench_processor", "build_gemma3_vlm", "write_ocr_workload",
+__all__ = ["GEMMA3_SHAPES", "H100_BF16_PEAK_FLOPS", "bench_processor", "gemma3_text_config", "build_gemma3_vlm",
+           "write_ocr_workload",
            "ModelCounts", "model_counts", "train_flops", "attention_pairs", "StepTimer", "StepProfiler", "BatchRecorder"]
 
 # Dense bf16 matrix-product rate measured on the lent H100 (KINDS.md: 8192^3 bf16 matmul, 798 TFLOP/s).
@@ -64,12 +65,35 @@ def bench_processor(shape: str):
                            image_seq_length=s["mm_tokens"])
 
 
+def gemma3_text_config(shape: str, *, num_layers: int | None = None, vocab_size: int | None = None,
+                       layer_types: list[str] | None = None, **token_ids):
+    """The `Gemma3TextConfig` of `shape`'s language model: its widths, Gemma 3's 5 sliding-window layers per global
+    one, and its rope settings. `num_layers` / `vocab_size` / `layer_types` override the shape's (a few layers of
+    the real width for per-layer measurements); `token_ids` are pad/bos/eos ids."""
+    from transformers import Gemma3TextConfig
+
+    if shape not in GEMMA3_SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; known: {sorted(GEMMA3_SHAPES)}")
+    s = GEMMA3_SHAPES[shape]
+    n = num_layers or s["text_layers"]
+    layer_types = layer_types or ["full_attention" if (i + 1) % s["sliding_pattern"] == 0 else "sliding_attention"
+                                  for i in range(n)]
+    return Gemma3TextConfig(
+        vocab_size=vocab_size or s["vocab_size"], hidden_size=s["text_hidden"],
+        intermediate_size=s["text_intermediate"], num_hidden_layers=n, num_attention_heads=s["text_heads"],
+        num_key_value_heads=s["text_kv_heads"], head_dim=s["head_dim"], query_pre_attn_scalar=s["head_dim"],
+        sliding_window=s["sliding_window"], layer_types=layer_types, max_position_embeddings=131_072,
+        rope_parameters={"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1_000_000.0},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0}},
+        **token_ids)
+
+
 def build_gemma3_vlm(shape: str, processor, *, dtype=None, device=None, attn_implementation: str = "sdpa", seed: int = 0):
     """A random-init `Gemma3ForConditionalGeneration` of `shape`, built directly on `device` in `dtype`. The
     token ids of the image/turn markers are the processor's; the vocabulary is the shape's (262,208 for 4B/12B,
     so the output head costs what the real one does)."""
     import torch
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3TextConfig, SiglipVisionConfig
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, SiglipVisionConfig
 
     s = GEMMA3_SHAPES[shape]
     tok = processor.tokenizer
@@ -77,16 +101,8 @@ def build_gemma3_vlm(shape: str, processor, *, dtype=None, device=None, attn_imp
         raise ValueError(f"tokenizer has {len(tok)} tokens, more than shape {shape}'s vocab_size {s['vocab_size']}")
     ids = {t: tok.convert_tokens_to_ids(t) for t in ("<pad>", "<bos>", "<eos>", "<end_of_turn>", "<start_of_image>",
                                                       "<end_of_image>", "<image_soft_token>")}
-    n = s["text_layers"]
-    layer_types = ["full_attention" if (i + 1) % s["sliding_pattern"] == 0 else "sliding_attention" for i in range(n)]
-    text = Gemma3TextConfig(
-        vocab_size=s["vocab_size"], hidden_size=s["text_hidden"], intermediate_size=s["text_intermediate"],
-        num_hidden_layers=n, num_attention_heads=s["text_heads"], num_key_value_heads=s["text_kv_heads"],
-        head_dim=s["head_dim"], query_pre_attn_scalar=s["head_dim"], sliding_window=s["sliding_window"],
-        layer_types=layer_types, max_position_embeddings=131_072,
-        rope_parameters={"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1_000_000.0},
-                         "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0}},
-        pad_token_id=ids["<pad>"], bos_token_id=ids["<bos>"], eos_token_id=[ids["<eos>"], ids["<end_of_turn>"]])
+    text = gemma3_text_config(shape, pad_token_id=ids["<pad>"], bos_token_id=ids["<bos>"],
+                              eos_token_id=[ids["<eos>"], ids["<end_of_turn>"]])
     vision = SiglipVisionConfig(hidden_size=s["vision_hidden"], intermediate_size=s["vision_intermediate"],
                                 num_hidden_layers=s["vision_layers"], num_attention_heads=s["vision_heads"],
                                 image_size=s["image_size"], patch_size=s["patch_size"], vision_use_head=False)

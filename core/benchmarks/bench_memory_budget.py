@@ -51,19 +51,16 @@ def build_decoder(shape: str, layers: int, lora_r: int, seed: int):
     wrapped with LoRA on the language model's linear layers; fp32 on the CPU."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import Gemma3TextConfig, Gemma3TextModel
+    from transformers import Gemma3TextModel
 
-    from lib.perf import GEMMA3_SHAPES
+    from lib.perf import gemma3_text_config
 
-    if shape not in GEMMA3_SHAPES:
-        raise SystemExit(f"unknown shape {shape!r}; known: {sorted(GEMMA3_SHAPES)}")
-    s = GEMMA3_SHAPES[shape]
+    # alternate sliding-window and global layers (the shape's 5:1 pattern would give only sliding ones for 2 layers)
     types = ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)]
-    cfg = Gemma3TextConfig(vocab_size=256, hidden_size=s["text_hidden"], intermediate_size=s["text_intermediate"],
-                           num_hidden_layers=layers, num_attention_heads=s["text_heads"],
-                           num_key_value_heads=s["text_kv_heads"], head_dim=s["head_dim"],
-                           query_pre_attn_scalar=s["head_dim"], sliding_window=s["sliding_window"], layer_types=types,
-                           max_position_embeddings=131_072, pad_token_id=0)
+    try:
+        cfg = gemma3_text_config(shape, num_layers=layers, vocab_size=256, layer_types=types, pad_token_id=0)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     cfg._attn_implementation = "sdpa"
     torch.manual_seed(seed)
     model = Gemma3TextModel(cfg)

@@ -285,6 +285,15 @@ def _init_model_source(init_model: str) -> tuple[str, Path]:
     raise SystemExit(f"--init_model {init_model}: neither a model folder nor {p.name}.part-000 (from --export_parts)")
 
 
+def _init_model_dir(init: tuple[str, Path], work: Path, init_model: str) -> Path:
+    """The model folder for a checked --init_model: the folder itself, or its parts unpacked under `work`."""
+    kind, path = init
+    if kind == "parts":
+        path = unpack_parts(path, work / "init_model")
+        print(f"init_model: unpacked {init_model}.part-* into {path}", flush=True)
+    return path
+
+
 def score_tests(args: LearningRunArgs, model_dir: Path, paths: dict, out: Path, work: Path) -> dict:
     """`core/evaluate.py --mode hf` on both single-line test sets; {name: cer, ci95, exact_match, n, examples}."""
     tests = {}
@@ -322,9 +331,7 @@ def score_only(args: LearningRunArgs, init: tuple[str, Path]) -> dict:
     work = Path(args.work_dir).resolve()
     out = Path(args.out_dir).resolve() if args.out_dir else work
     out.mkdir(parents=True, exist_ok=True)
-    kind, model_dir = init
-    if kind == "parts":
-        model_dir = unpack_parts(model_dir, work / "init_model")
+    model_dir = _init_model_dir(init, work, args.init_model)
     data = make_data(args, work / "data", tests_only=True)
     t = time.time()
     tests = score_tests(args, model_dir, data["paths"], out, work)
@@ -368,11 +375,7 @@ def main(args: LearningRunArgs) -> dict:
     cmd = [sys.executable, "core/sft_gemma.py", "--config", cfg, "--input_data", data["paths"]["train"],
            "--val_data", data["paths"]["val"], "--output_dir", str(model_dir)]
     if init:
-        kind, path = init
-        if kind == "parts":
-            path = unpack_parts(path, work / "init_model")
-            print(f"init_model: unpacked {args.init_model}.part-* into {path}", flush=True)
-        cmd += ["--model_name", str(path)]
+        cmd += ["--model_name", str(_init_model_dir(init, work, args.init_model))]
     if args.max_steps is not None:
         cmd += ["--max_steps", str(args.max_steps)]
     if args.max_train_seconds is not None:
