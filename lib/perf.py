@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -404,11 +405,12 @@ def StepTimer(warmup_steps: int, recorder: BatchRecorder | None = None, last_ste
     return _StepTimer()
 
 
-def StepProfiler(first_step: int, n_steps: int, top: int = 12):
+def StepProfiler(first_step: int, n_steps: int, top: int = 12, trace_path: str = ""):
     """A TrainerCallback that runs `torch.profiler` over optimizer steps first_step+1 .. first_step+n_steps and keeps,
     per profiled step: wall seconds, kernel time on the device (sum of the kernels' own time; less than the wall time
-    by what the device sat idle, waiting for the host), and the operators that took the most device and host time.
-    `summary()` is None until the profiled steps ran."""
+    by what the device sat idle, waiting for the host), the device time by kind of kernel (`kernel_classes`), and the
+    operators that took the most device and host time. With `trace_path` (ending in .json.gz) the Chrome trace is
+    written there too. `summary()` is None until the profiled steps ran."""
     from transformers import TrainerCallback
 
     class _StepProfiler(TrainerCallback):
@@ -433,12 +435,49 @@ def StepProfiler(first_step: int, n_steps: int, top: int = 12):
                 wall = time.perf_counter() - self.t0
                 self.prof.__exit__(None, None, None)
                 self.result = _profile_summary(self.prof, n_steps, wall, top)
+                if trace_path:
+                    _write_trace(self.prof, trace_path)
+                    self.result["trace"] = trace_path
                 self.prof = None
 
         def summary(self) -> dict | None:
             return self.result
 
     return _StepProfiler()
+
+
+def _write_trace(prof, path: str) -> None:
+    import gzip
+    import os
+    import shutil
+    import tempfile
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    try:
+        prof.export_chrome_trace(tmp)
+        with open(tmp, "rb") as src, gzip.open(path, "wb", compresslevel=6) as dst:
+            shutil.copyfileobj(src, dst)
+    finally:
+        os.unlink(tmp)
+
+
+# Kernel name patterns -> kind, first match wins (cuBLAS/CUTLASS GEMMs, attention kernels of cuDNN/flash/efficient
+# SDPA, inductor's Triton kernels, copies). Everything else is "other" (eager elementwise, reductions, optimizer).
+KERNEL_CLASSES = (
+    ("attention", re.compile(r"fmha|flash|cudnn|attention|sdpa|_attn|efficient_attention", re.I)),
+    ("matmul", re.compile(r"gemm|cutlass|xmma|sm90_|sm80_|nvjet|matmul|splitk", re.I)),
+    ("triton (compiled)", re.compile(r"^triton_|triton", re.I)),
+    ("copy/fill", re.compile(r"memcpy|memset|copy_|fill|cat", re.I)),
+)
+
+
+def kernel_class(name: str) -> str:
+    for kind, pat in KERNEL_CLASSES:
+        if pat.search(name):
+            return kind
+    return "other"
 
 
 def _profile_summary(prof, n_steps: int, wall: float, top: int) -> dict:
@@ -452,10 +491,15 @@ def _profile_summary(prof, n_steps: int, wall: float, top: int) -> dict:
                 "self_device_ms_per_step": dev(e) / 1e3 / n_steps,
                 "self_cpu_ms_per_step": float(e.self_cpu_time_total) / 1e3 / n_steps}
 
-    device_ms = sum(dev(e) for e in events if getattr(e, "device_type", None) is not None
-                    and str(e.device_type).endswith("CUDA")) / 1e3 / n_steps
+    kernels = [e for e in events if getattr(e, "device_type", None) is not None and str(e.device_type).endswith("CUDA")]
+    device_ms = sum(dev(e) for e in kernels) / 1e3 / n_steps
+    classes: dict[str, float] = {}
+    for e in kernels:
+        k = kernel_class(e.key)
+        classes[k] = classes.get(k, 0.0) + dev(e) / 1e3 / n_steps
     by_dev = sorted((e for e in events if dev(e) > 0), key=dev, reverse=True)[:top]
     by_cpu = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
     return {"steps": n_steps, "wall_ms_per_step": 1e3 * wall / n_steps, "device_kernel_ms_per_step": device_ms,
             "device_busy_share": device_ms / (1e3 * wall / n_steps) if wall > 0 else float("nan"),
+            "kernel_classes_ms_per_step": dict(sorted(classes.items(), key=lambda kv: -kv[1])),
             "top_device": [row(e) for e in by_dev], "top_cpu": [row(e) for e in by_cpu]}

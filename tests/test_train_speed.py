@@ -16,8 +16,10 @@ torch = pytest.importorskip("torch")
 from lib.train.speed import chunked_label_ce, label_only_loss, no_grad_frozen_vision, no_sync_placeholder_mask  # noqa: E402
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("softcap", [None, 30.0])
-def test_chunked_ce_matches_full_logits(softcap):
+def test_chunked_ce_matches_full_logits(softcap, compiled):
+    """Eager, and through torch.compile (inductor, C++ on this CPU; Triton on the GPU: `compile_loss`)."""
     g = torch.Generator().manual_seed(0)
     B, T, H, V = 2, 37, 16, 101
     h = torch.randn(B, T, H, dtype=torch.float64, generator=g, requires_grad=True)
@@ -25,7 +27,8 @@ def test_chunked_ce_matches_full_logits(softcap):
     y = torch.randint(0, V, (B, T), generator=g)
     y[:, :10] = -100
     y[1, 30:] = -100
-    total, n = chunked_label_ce(h, y, w, softcap=softcap, chunk=7)  # several chunks, a ragged last one
+    # several chunks, a ragged last one
+    total, n = chunked_label_ce(h, y, w, softcap=softcap, chunk=7, compiled=compiled)
     (total / n).backward()
     gh, gw = h.grad.clone(), w.grad.clone()
     h.grad = w.grad = None
@@ -39,7 +42,7 @@ def test_chunked_ce_matches_full_logits(softcap):
     assert torch.allclose(gh, h.grad, atol=1e-7, rtol=1e-5)
     assert torch.allclose(gw, w.grad, atol=1e-7, rtol=1e-5)
     # no label at all: a differentiable zero, not NaN
-    total0, n0 = chunked_label_ce(h, torch.full_like(y, -100), w)
+    total0, n0 = chunked_label_ce(h, torch.full_like(y, -100), w, compiled=compiled)
     assert int(n0) == 0 and float(total0) == 0.0
 
 
@@ -188,6 +191,32 @@ def test_group_by_length_sampler_keeps_every_sample_and_cuts_padding(tmp_path):
     assert sorted(grouped) == list(range(len(samples)))  # every sample exactly once per epoch
     shuffled = torch.randperm(len(samples), generator=torch.Generator().manual_seed(0)).tolist()
     assert padding(grouped) < 0.5 * padding(shuffled)
+
+
+@pytest.mark.parametrize("loss_impl", ["chunked", "logits"])
+def test_compile_layers_compiles_the_chunked_loss_and_workers_persist(tmp_path, loss_impl):
+    """--compile_layers also routes the chunked loss through torch.compile (compile_loss); data loader workers are
+    kept across epochs whenever there are any."""
+    from lib.data import load_samples
+    from lib.perf import bench_processor, build_gemma3_vlm, write_ocr_workload
+    from lib.train.args import SFTArgs
+    from lib.train.trainer import build_trainer
+
+    proc = bench_processor("tiny")
+    samples = load_samples(write_ocr_workload(tmp_path / "d", 4, min_tokens=5, max_tokens=20, image_size=32, seed=1))
+    args = SFTArgs(model_name="x", output_dir=str(tmp_path / "o"), compile_layers=True, loss_impl=loss_impl,
+                   dataloader_num_workers=2, max_steps=1)
+    try:
+        trainer = build_trainer(args, model=build_gemma3_vlm("tiny", proc, dtype=torch.float32), processor=proc,
+                                train_samples=samples, eval_samples=[], printer=lambda *a: None)
+    finally:
+        torch._dynamo.reset()
+    assert trainer.compile_loss is (loss_impl == "chunked")
+    assert trainer.args.dataloader_persistent_workers is True
+    args0 = SFTArgs(model_name="x", output_dir=str(tmp_path / "o0"), dataloader_num_workers=0, max_steps=1)
+    trainer0 = build_trainer(args0, model=build_gemma3_vlm("tiny", proc, dtype=torch.float32), processor=proc,
+                             train_samples=samples, eval_samples=[], printer=lambda *a: None)
+    assert trainer0.compile_loss is False and trainer0.args.dataloader_persistent_workers is False
 
 
 @pytest.mark.slow

@@ -47,6 +47,9 @@ class BenchTrainArgs:
     profile_steps: int = field(0, help="after the timed steps, run this many more under torch.profiler (not timed) "
                                "and print where each step's time goes: device busy share, top operators by device "
                                "and by host time")
+    profile_trace_dir: str = field("", help="with --profile_steps: also write each configuration's Chrome trace of "
+                                   "the profiled steps here (<shape>_<config>.json.gz; open in Perfetto)")
+    profile_top: int = field(15, help="with --profile_steps: how many top operators to print")
     check_grads: bool = field(True, help="compare loss and LoRA gradients with TRL on one fixed batch first")
     check_batch: int = field(2, help="samples in the fixed comparison batch")
     work_dir: str = field("runs/bench_train", help="where the synthetic samples and trainer outputs go")
@@ -259,7 +262,9 @@ def run_config(shape: str, spec: str, processor, samples, data_path: Path, promp
     recorder = BatchRecorder(trainer)
     timer = StepTimer(args.warmup_steps, recorder, last_step=args.warmup_steps + args.steps)
     trainer.add_callback(timer)
-    profiler = StepProfiler(args.warmup_steps + args.steps, args.profile_steps)
+    trace = (str(Path(args.profile_trace_dir) / f"{shape}_{spec.replace(':', '_').replace('=', '')}.json.gz")
+             if args.profile_trace_dir else "")
+    profiler = StepProfiler(args.warmup_steps + args.steps, args.profile_steps, top=args.profile_top, trace_path=trace)
     trainer.add_callback(profiler)
     out = trainer.train()
     secs = timer.seconds()
@@ -288,6 +293,9 @@ def _fmt_profile(spec: str, p: dict) -> str:
     lines = [f"[{spec}] profile of {p['steps']} step(s): {p['wall_ms_per_step']:.1f} ms/step wall, "
              f"{p['device_kernel_ms_per_step']:.1f} ms/step of device kernels "
              f"(device busy {100 * p['device_busy_share']:.0f} %)"]
+    if p.get("kernel_classes_ms_per_step"):
+        lines.append("  device time by kind of kernel (ms/step): " + ", ".join(
+            f"{k} {v:.1f}" for k, v in p["kernel_classes_ms_per_step"].items()))
     for title, key, rows in (("device", "self_device_ms_per_step", p["top_device"]),
                              ("host", "self_cpu_ms_per_step", p["top_cpu"])):
         lines.append(f"  top operators by {title} time (ms/step, calls/step):")

@@ -69,6 +69,7 @@ class OCRTrainer(Trainer):
         self.generation_cer = generation_cer
 
     loss_impl = "logits"  # build_trainer sets it from SFTArgs.loss_impl
+    compile_loss = False  # build_trainer sets it with SFTArgs.compile_layers: the chunked loss's softmax compiled too
     vision_learning_rate: float | None = None  # build_trainer sets it from SFTArgs.vision_learning_rate
     group_lengths: list[int] | None = None  # build_trainer sets it when SFTArgs.group_by_length
 
@@ -108,7 +109,8 @@ class OCRTrainer(Trainer):
             from lib.train.speed import label_only_loss
 
             with self.accelerator.autocast():
-                loss = label_only_loss(model, inputs, num_items_in_batch=num_items_in_batch)
+                loss = label_only_loss(model, inputs, num_items_in_batch=num_items_in_batch,
+                                       compiled=self.compile_loss)
             if num_items_in_batch is not None and self.args.average_tokens_across_devices \
                     and self.accelerator.num_processes > 1:
                 loss = loss * self.accelerator.num_processes
@@ -287,6 +289,8 @@ def _training_arguments(args: SFTArgs, has_eval: bool):
         bf16=bf16, fp16=False, use_cpu=not cuda, gradient_checkpointing=args.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if args.gradient_checkpointing else None,
         remove_unused_columns=False, prediction_loss_only=True, dataloader_num_workers=args.dataloader_num_workers,
+        # workers outlive an epoch: no worker processes re-created at every epoch start
+        dataloader_persistent_workers=args.dataloader_num_workers > 0,
         disable_tqdm=True, save_only_model=False, tf32=True if (args.tf32 and cuda) else None,
         # no per-step host<->device syncs (docs/GPU.md): a NaN/inf check of every loss and blocking batch copies
         # would make the CPU wait for the GPU each step instead of queueing the next one
@@ -373,7 +377,9 @@ def _apply_speed_options(trainer: OCRTrainer, args: SFTArgs, printer=print) -> N
     speed.no_sync_placeholder_mask(trainer.model)
     if args.compile_layers:
         n = speed.compile_layers(trainer.model, memory_budget=args.compile_memory_budget)
-        printer(f"torch.compile: {n} layers (compile_layers, activation memory budget {args.compile_memory_budget})")
+        trainer.compile_loss = args.loss_impl == "chunked"
+        printer(f"torch.compile: {n} layers{' + the chunked loss' if trainer.compile_loss else ''} (compile_layers, "
+                f"activation memory budget {args.compile_memory_budget})")
 
 
 # -- the whole run -----------------------------------------------------------------------------------------------
