@@ -283,3 +283,64 @@ def test_memory_budget_refused_where_it_would_do_nothing_or_is_out_of_range(kwar
     with pytest.raises(ValueError, match=match):
         SFTArgs(model_name="x", **kwargs)
     assert SFTArgs(model_name="x", compile_layers=True, compile_memory_budget=0.5).compile_memory_budget == 0.5
+
+
+def test_fast_module_walks_train_the_same_weights(tmp_path):
+    """OCRTrainer's cheap per-step module walks (model.train() / zero_grad / clip over trainable parameters / cached
+    FLOP parameter count) train exactly the weights plain Trainer methods do, and leave nothing patched behind."""
+    from transformers import Trainer, TrainerCallback
+
+    from lib.data import load_samples
+    from lib.perf import bench_processor, build_gemma3_vlm, write_ocr_workload
+    from lib.train.args import SFTArgs
+    from lib.train.trainer import OCRTrainer, build_trainer
+
+    proc = bench_processor("tiny")
+    samples = load_samples(write_ocr_workload(tmp_path / "d", 6, min_tokens=5, max_tokens=30, image_size=32, seed=2))
+
+    def run(plain: bool, out: str):
+        args = SFTArgs(model_name="x", output_dir=str(tmp_path / out), per_device_train_batch_size=2, max_steps=3,
+                       learning_rate=5e-2, max_grad_norm=1e-3, logging_steps=1, seed=3, save_steps=10 ** 6)
+        trainer = build_trainer(args, model=build_gemma3_vlm("tiny", proc, dtype=torch.float32, seed=4),
+                                processor=proc, train_samples=samples, eval_samples=[], printer=lambda *a: None)
+        seen = []
+
+        class Spy(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                seen.append(sorted(k for k in ("train", "zero_grad") if k in trainer.model.__dict__))
+
+        trainer.add_callback(Spy())
+        if plain:  # the Trainer's own per-step walks
+            trainer.train = lambda *a, **kw: Trainer.train(trainer, *a, **kw)
+            trainer.floating_point_ops = lambda inputs: Trainer.floating_point_ops(trainer, inputs)
+            trainer._clip_grad_norm = lambda model: Trainer._clip_grad_norm(trainer, model)
+        trainer.train()
+        assert seen == [[] if plain else ["train", "zero_grad"]] * 3  # the fast walks were in place while training
+        assert "train" not in trainer.model.__dict__ and "zero_grad" not in trainer.model.__dict__
+        weights = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+        norms = [h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h]
+        return trainer, weights, norms, trainer.state.total_flos
+
+    fast, w_fast, n_fast, flos_fast = run(False, "fast")
+    _, w_plain, n_plain, flos_plain = run(True, "plain")
+    assert isinstance(fast, OCRTrainer) and len(n_fast) == 3
+    assert n_fast == pytest.approx(n_plain, rel=1e-6) and min(n_fast) > 1e-3  # clipping was active
+    assert flos_fast == flos_plain > 0
+    for k in w_plain:
+        assert torch.equal(w_fast[k], w_plain[k]), k
+    assert all(p.grad is None for p in fast.model.parameters())  # zero_grad cleared after the last step
+
+
+def test_fast_train_mode_still_switches_a_module_left_in_eval():
+    from lib.perf import bench_processor, build_gemma3_vlm
+    from lib.train.trainer import _FastModuleWalks
+
+    model = build_gemma3_vlm("tiny", bench_processor("tiny"), dtype=torch.float32)
+    model.train()
+    with _FastModuleWalks(model):
+        model.model.vision_tower.eval()
+        assert model.train() is model
+        assert all(m.training for m in model.modules())
+        model.eval()
+        assert not any(m.training for m in model.modules())
+    assert "train" not in model.__dict__

@@ -15,7 +15,8 @@ loss and LoRA gradients on the same fixed batch are compared with TRL's (determi
 A configuration is `trl` or `ours`, then `:key=value` overrides: `bs` (per-device batch), `gc` (gradient
 checkpointing 0/1), `ga` (gradient accumulation), `cudnn=0` (keep SDPA off cuDNN for that run), `q4=1` (QLoRA: the
 language model's linear layers quantized to NF4 with bitsandbytes, vision tower unquantized; CUDA only); for `ours`
-any `SFTArgs` field too (e.g. `ours:bs=4:gc=0`). A configuration that fails (e.g. out of memory) is reported as a row
+any `SFTArgs` field too (e.g. `ours:bs=4:gc=0`); `inductor.<name>=<value>` sets that `torch._inductor.config` option
+for the one configuration (a probe knob, e.g. `inductor.cpp_wrapper=1`). A configuration that fails (e.g. out of memory) is reported as a row
 with its error and the next one runs.
 """
 
@@ -218,12 +219,33 @@ def _free():
 
 def run_config(shape: str, spec: str, processor, samples, data_path: Path, prompt, args: BenchTrainArgs,
                ref_check: tuple | None) -> tuple[dict, tuple | None]:
+    """One configuration; `inductor.<name>=<value>` keys set torch._inductor.config for this configuration only."""
+    _, opts = _parse_config(spec)
+    inductor = {k.split(".", 1)[1]: v for k, v in opts.items() if k.startswith("inductor.")}
+    if not inductor:
+        return _run_config(shape, spec, processor, samples, data_path, prompt, args, ref_check)
+    import torch._inductor.config as inductor_config
+
+    patch = {}
+    for name, text in inductor.items():
+        if not hasattr(inductor_config, name):
+            raise SystemExit(f"configuration {spec!r}: torch._inductor.config has no {name!r}")
+        cur = getattr(inductor_config, name)
+        patch[name] = (text.lower() in ("1", "true", "yes", "on") if isinstance(cur, bool) else
+                       type(cur)(text) if isinstance(cur, (int, float)) else text)
+    with inductor_config.patch(patch):
+        return _run_config(shape, spec, processor, samples, data_path, prompt, args, ref_check)
+
+
+def _run_config(shape: str, spec: str, processor, samples, data_path: Path, prompt, args: BenchTrainArgs,
+                ref_check: tuple | None) -> tuple[dict, tuple | None]:
     import torch
 
     from lib.perf import (H100_BF16_PEAK_FLOPS, BatchRecorder, StepProfiler, StepTimer, build_gemma3_vlm,
                           model_counts)
 
     kind, opts = _parse_config(spec)
+    opts = {k: v for k, v in opts.items() if not k.startswith("inductor.")}
     # Probe knob for any configuration: cudnn=0 keeps PyTorch's SDPA off the cuDNN backend for this run.
     cudnn = opts.pop("cudnn", None)
     q4 = bool(int(opts.pop("q4", 0)))

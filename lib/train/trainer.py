@@ -60,6 +60,45 @@ class _ListDataset(torch.utils.data.Dataset):
         return self.samples[i]
 
 
+class _FastModuleWalks:
+    """While the Trainer trains, make its per-step walks over the whole module tree cheap: `model.train()` (every
+    `training_step`) returns at once when every module is already in training mode, and `model.zero_grad()` (every
+    optimizer step) clears the gradients of the parameters that were trainable when training started - the frozen
+    ones never get any (nothing in this project changes `requires_grad` during training). On a 4B VLM
+    (6,600 modules, 1,360 parameter tensors) each walk is 7-11 ms of Python per step that a GPU waiting at the end of
+    the backward pass sees as idle time (docs/GPU.md). Instance attributes, removed on exit; same effect as the
+    methods they shadow."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        model = self.model
+        modules = list(model.modules())
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        cls = type(model)
+
+        def train(mode: bool = True):
+            if mode and all(m.training for m in modules):
+                return model
+            return cls.train(model, mode)
+
+        def zero_grad(set_to_none: bool = True):
+            if not set_to_none:
+                return cls.zero_grad(model, set_to_none)
+            for p in trainable:
+                p.grad = None
+
+        self.patched = {"train": train, "zero_grad": zero_grad}
+        model.__dict__.update(self.patched)
+        return self
+
+    def __exit__(self, *exc):
+        for k in self.patched:
+            self.model.__dict__.pop(k, None)
+        return False
+
+
 class OCRTrainer(Trainer):
     """Trainer with (1) a loss on label positions only, computing logits for the trailing positions of the
     left-padded batch (`logits_to_keep`), and (2) the generation CER added to every evaluation as `eval_cer`."""
@@ -67,6 +106,31 @@ class OCRTrainer(Trainer):
     def __init__(self, *a, generation_cer: GenerationCER | None = None, **kw):
         super().__init__(*a, **kw)
         self.generation_cer = generation_cer
+        self._param_count: tuple[int, int] | None = None  # (id(model), parameters without embeddings)
+        self._trainable: tuple[int, list] | None = None  # (id(model), trainable parameters)
+
+    def train(self, *a, **kw):
+        with _FastModuleWalks(self.model):
+            return super().train(*a, **kw)
+
+    def floating_point_ops(self, inputs) -> int:
+        """The Trainer's FLOP estimate (6 x tokens x parameters), with the parameter count computed once instead of
+        at every step (a walk over all modules: ~10 ms of Python per step on a 4B VLM)."""
+        main = getattr(self.model, "main_input_name", "input_ids")
+        if main not in inputs or not hasattr(self.model, "num_parameters"):
+            return 0
+        if self._param_count is None or self._param_count[0] != id(self.model):
+            self._param_count = (id(self.model), self.model.num_parameters(exclude_embeddings=True))
+        return 6 * inputs[main].numel() * self._param_count[1]
+
+    def _clip_grad_norm(self, model):
+        """Clip over the trainable parameters only (the frozen ones have no gradient, so the norm is the same) -
+        without listing all 1,360 parameter tensors of a 4B VLM every step."""
+        if getattr(self.args, "fp16", False) or self._has_mixed_mesh_grads(model):
+            return super()._clip_grad_norm(model)
+        if self._trainable is None or self._trainable[0] != id(model):
+            self._trainable = (id(model), [p for p in model.parameters() if p.requires_grad])
+        return self.accelerator.clip_grad_norm_(self._trainable[1], self.args.max_grad_norm)
 
     loss_impl = "logits"  # build_trainer sets it from SFTArgs.loss_impl
     compile_loss = False  # build_trainer sets it with SFTArgs.compile_layers: the chunked loss's softmax compiled too
