@@ -303,7 +303,7 @@ def _run_config(shape: str, spec: str, processor, samples, data_path: Path, prom
         "tflop_per_sample": tot["flops"] / max(tot["sequences"], 1) / 1e12,
         "mfu": tot["flops"] / secs / H100_BF16_PEAK_FLOPS, "peak_gib": timer.peak_gib(),
         "train_loss": float(out.training_loss), "nonfinite_trainable_tensors": nonfinite, "step_time_median": sorted(timer.step_times)[len(timer.step_times) // 2]
-        if timer.step_times else float("nan"),
+        if timer.step_times else float("nan"), "step_times": [round(t, 4) for t in timer.step_times],
     })
     del trainer, model, recorder, timer, profiler
     torch.backends.cuda.enable_cudnn_sdp(prev_cudnn)
