@@ -140,12 +140,12 @@ class OCRTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         if self.group_lengths is None:
             return super()._get_train_sampler(train_dataset)
-        from transformers.trainer_pt_utils import LengthGroupedSampler
+        from lib.train.sampler import LengthBucketSampler
 
         generator = torch.Generator().manual_seed(self.args.data_seed if self.args.data_seed is not None
                                                   else self.args.seed)
-        return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                    lengths=self.group_lengths, generator=generator)
+        # batches of the micro-batch size: padding is per forward pass
+        return LengthBucketSampler(self.args.train_batch_size, self.group_lengths, generator=generator)
 
     def create_optimizer(self, model=None):
         """The Trainer's optimizer; with `vision_learning_rate`, vision-tower and projector parameters get their own
