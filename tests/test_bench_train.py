@@ -47,3 +47,24 @@ def test_kernel_class_names_real_kernel_kinds():
     assert kernel_class("triton_per_fused__to_copy_add_mean_mul_pow_rsqrt_0") == "triton (compiled)"
     assert kernel_class("Memcpy HtoD (Pinned -> Device)") == "copy/fill"
     assert kernel_class("void at::native::vectorized_elementwise_kernel<4, at::native::AUnaryFunctor>") == "other"
+
+
+def test_inductor_knob_is_set_for_one_configuration_only(monkeypatch):
+    import torch._inductor.config as inductor_config
+
+    import core.benchmarks.bench_train as bt
+
+    seen = {}
+
+    def fake(shape, spec, *a):
+        seen[spec] = inductor_config.cpp_wrapper
+        return {"shape": shape, "config": spec}, None
+
+    monkeypatch.setattr(bt, "_run_config", fake)
+    before = inductor_config.cpp_wrapper
+    bt.run_config("tiny", "ours:bs=2:inductor.cpp_wrapper=1", None, None, None, None, None, None)
+    bt.run_config("tiny", "ours:bs=2", None, None, None, None, None, None)
+    assert seen == {"ours:bs=2:inductor.cpp_wrapper=1": True, "ours:bs=2": before} and before is False
+    assert inductor_config.cpp_wrapper is before
+    with pytest.raises(SystemExit, match="no 'not_an_option'"):
+        bt.run_config("tiny", "ours:inductor.not_an_option=1", None, None, None, None, None, None)

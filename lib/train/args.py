@@ -108,8 +108,9 @@ class SFTArgs:
                                          "storing them - a larger batch in the same memory, no extra kernel launches")
     pad_to_multiple_of: int = field(0, help="pad each batch's length up to a multiple of this (64 on GPUs: cuDNN "
                                     "attention builds one plan per length and reuses it); 0 = no extra padding")
-    group_by_length: bool = field(False, help="batch samples of similar answer length together (shuffled groups; less "
-                                  "padding when per_device_train_batch_size > 1)")
+    group_by_length: bool = field(False, help="batch samples of similar answer length together (sorted within "
+                                  "megabatches of up to 50 batches with 5%% length jitter, batches shuffled; 6%% padding "
+                                  "instead of 22%% at batch 5 on the GPU benchmark's lengths)")
     seed: int = field(3407, help="seed for init of new weights (LoRA) and data order")
     # -- evaluation, checkpoints, logging -------------------------------------------------------------------------
     eval_steps: int = field(100, help="validation loss + generation CER every N steps")
