@@ -67,7 +67,7 @@ class _FastModuleWalks:
     ones never get any (nothing in this project changes `requires_grad` during training). On a 4B VLM
     (6,600 modules, 1,360 parameter tensors) each walk is 7-11 ms of Python per step that a GPU waiting at the end of
     the backward pass sees as idle time (docs/GPU.md). Instance attributes, removed on exit; same effect as the
-    methods they shadow."""
+    methods they shadow. Not used under FSDP or DeepSpeed (they replace or own the parameters: OCRTrainer.train)."""
 
     def __init__(self, model):
         self.model = model
@@ -109,7 +109,14 @@ class OCRTrainer(Trainer):
         self._param_count: tuple[int, int] | None = None  # (id(model), parameters without embeddings)
         self._trainable: tuple[int, list] | None = None  # (id(model), trainable parameters)
 
+    def _plain_walks(self) -> bool:
+        # FSDP2 replaces the parameters with sharded ones inside train() (and accelerate's FSDP clipping looks for the
+        # model's full parameter list); DeepSpeed owns zero_grad and clipping: keep the Trainer's own walks there
+        return bool(self.is_fsdp_enabled or self.is_deepspeed_enabled)
+
     def train(self, *a, **kw):
+        if self._plain_walks():
+            return super().train(*a, **kw)
         with _FastModuleWalks(self.model):
             return super().train(*a, **kw)
 
@@ -126,7 +133,7 @@ class OCRTrainer(Trainer):
     def _clip_grad_norm(self, model):
         """Clip over the trainable parameters only (the frozen ones have no gradient, so the norm is the same) -
         without listing all 1,360 parameter tensors of a 4B VLM every step."""
-        if getattr(self.args, "fp16", False) or self._has_mixed_mesh_grads(model):
+        if getattr(self.args, "fp16", False) or self._plain_walks() or self._has_mixed_mesh_grads(model):
             return super()._clip_grad_norm(model)
         if self._trainable is None or self._trainable[0] != id(model):
             self._trainable = (id(model), [p for p in model.parameters() if p.requires_grad])
