@@ -28,7 +28,7 @@ def _padding(order, lengths, bs, multiple=64):
 @pytest.mark.parametrize("n,bs", [(64, 5), (64, 4), (7, 3), (3, 5), (300, 6)])
 def test_every_index_once_batch_aligned_longest_first(n, bs):
     lengths = _lengths(n)
-    s = LengthBucketSampler(bs, lengths, generator=torch.Generator().manual_seed(1))
+    s = LengthBucketSampler(bs, lengths, seed=1)
     for _ in range(3):  # three epochs
         batches = s.batches()
         assert sorted(i for b in batches for i in b) == list(range(n))
@@ -45,7 +45,7 @@ def test_less_padding_than_transformers_grouping_and_batches_still_change():
     compositions = []
     for seed in range(20):
         lengths = _lengths(64, seed)
-        s = LengthBucketSampler(5, lengths, generator=torch.Generator().manual_seed(seed))
+        s = LengthBucketSampler(5, lengths, seed=seed)
         order = list(s)
         ours += _padding(order, lengths, 5) / 20
         hf += _padding(list(LengthGroupedSampler(5, lengths=lengths, generator=torch.Generator().manual_seed(seed))),
@@ -61,9 +61,19 @@ def test_less_padding_than_transformers_grouping_and_batches_still_change():
 
 def test_same_seed_same_order_and_bad_input_named():
     lengths = _lengths(30)
-    a = list(LengthBucketSampler(4, lengths, generator=torch.Generator().manual_seed(7)))
-    b = list(LengthBucketSampler(4, lengths, generator=torch.Generator().manual_seed(7)))
+    a = list(LengthBucketSampler(4, lengths, seed=7))
+    b = list(LengthBucketSampler(4, lengths, seed=7))
     assert a == b
+    # set_epoch (accelerate calls it each epoch): an epoch's order depends on (seed, epoch) only - a resumed run
+    # sees the batches the interrupted one would have
+    s1, s2 = LengthBucketSampler(4, lengths, seed=7), LengthBucketSampler(4, lengths, seed=7)
+    s1.set_epoch(3)
+    for _ in range(2):
+        list(s2)
+    s2.set_epoch(3)
+    assert list(s1) == list(s2) == list(s1)
+    s2.set_epoch(4)
+    assert list(s2) != list(s1)
     with pytest.raises(ValueError, match="row 2"):
         LengthBucketSampler(4, [10, 20, -1])
     with pytest.raises(ValueError, match="batch_size"):

@@ -189,6 +189,10 @@ def test_group_by_length_sampler_keeps_every_sample_and_cuts_padding(tmp_path):
 
     grouped = list(trainer._get_train_sampler())
     assert sorted(grouped) == list(range(len(samples)))  # every sample exactly once per epoch
+    # the Trainer's per-epoch set_epoch on the prepared loader reaches the sampler (exact data order on resume)
+    loader = trainer.get_train_dataloader()
+    loader.set_epoch(2)
+    assert loader.batch_sampler.sampler.epoch == 2
     shuffled = torch.randperm(len(samples), generator=torch.Generator().manual_seed(0)).tolist()
     assert padding(grouped) < 0.5 * padding(shuffled)
 

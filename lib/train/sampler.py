@@ -28,8 +28,8 @@ class LengthBucketSampler(torch.utils.data.Sampler):
     and a short last batch stays last (the DataLoader cuts batches from consecutive indices; if the longest sample
     is in that short batch, it stays there)."""
 
-    def __init__(self, batch_size: int, lengths: Sequence[int], *, generator: torch.Generator | None = None,
-                 jitter: float = 0.05, megabatch_batches: int = 50):
+    def __init__(self, batch_size: int, lengths: Sequence[int], *, seed: int = 0, jitter: float = 0.05,
+                 megabatch_batches: int = 50):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0.0 <= jitter < 1.0:
@@ -39,19 +39,30 @@ class LengthBucketSampler(torch.utils.data.Sampler):
             raise ValueError(f"lengths must be non-negative ints; row {bad[0]} has {lengths[bad[0]]!r}")
         self.batch_size = int(batch_size)
         self.lengths = [int(n) for n in lengths]
-        self.generator = generator
+        self.seed = int(seed)
+        self.epoch: int | None = None  # set_epoch (accelerate calls it at every epoch start); else counted here
+        self._next_epoch = 0
         self.jitter = float(jitter)
         self.megabatch = max(1, int(megabatch_batches)) * self.batch_size
 
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch `epoch`'s order is a function of (seed, epoch) alone, so a resumed run meets the batches the
+        interrupted one would have."""
+        self.epoch = int(epoch)
+
     def batches(self) -> list[list[int]]:
-        """One epoch's batches (draws from the generator: each call is the next epoch)."""
+        """One epoch's batches: the epoch given to `set_epoch`, or (never set) the next one on every call."""
         n = len(self.lengths)
+        if self.epoch is not None:
+            epoch = self.epoch
+        else:
+            epoch, self._next_epoch = self._next_epoch, self._next_epoch + 1
         if n == 0:
             return []
-        g = self.generator
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         perm = torch.randperm(n, generator=g).tolist()
         noise = (1.0 + self.jitter * (2.0 * torch.rand(n, generator=g, dtype=torch.float64) - 1.0)).tolist()
         batches: list[list[int]] = []

@@ -149,10 +149,9 @@ class OCRTrainer(Trainer):
             return super()._get_train_sampler(train_dataset)
         from lib.train.sampler import LengthBucketSampler
 
-        generator = torch.Generator().manual_seed(self.args.data_seed if self.args.data_seed is not None
-                                                  else self.args.seed)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         # batches of the micro-batch size: padding is per forward pass
-        return LengthBucketSampler(self.args.train_batch_size, self.group_lengths, generator=generator)
+        return LengthBucketSampler(self.args.train_batch_size, self.group_lengths, seed=seed)
 
     def create_optimizer(self, model=None):
         """The Trainer's optimizer; with `vision_learning_rate`, vision-tower and projector parameters get their own
