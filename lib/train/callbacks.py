@@ -4,7 +4,7 @@
 scores it with the metrics module (micro CER, standard profile). `OCRTrainer.evaluation_loop` adds its value as
 `eval_cer` to the evaluation metrics, so it is logged every `eval_steps`, seen by every callback's `on_evaluate`
 (the Optuna pruning callback prunes on it) and used to pick the best checkpoint. No logits are kept: generation
-returns token ids only.
+returns token ids only. In a data-parallel (DDP) run the subset is split across ranks and the edit counts summed.
 
 `StepLogCallback` prints one dense line per logging step: step | loss | lr | s/step | eta.
 """
@@ -22,8 +22,8 @@ __all__ = ["GenerationCER", "StepLogCallback", "TimeLimitCallback", "micro_cer"]
 log = logging.getLogger(__name__)
 
 
-def micro_cer(predictions: Sequence[str], labels: Sequence[str], profile: str = "standard") -> float:
-    """Sum of edit distances / sum of reference lengths, after `normalize(profile)` (lib.metrics)."""
+def micro_cer_counts(predictions: Sequence[str], labels: Sequence[str], profile: str = "standard") -> tuple[int, int]:
+    """(sum of edit distances, sum of reference lengths) after `normalize(profile)` (lib.metrics)."""
     from lib.utils.count_metric import normalize
     from rapidfuzz.distance import Levenshtein
 
@@ -32,7 +32,27 @@ def micro_cer(predictions: Sequence[str], labels: Sequence[str], profile: str = 
         p_n, g_n = normalize(p or "", profile), normalize(g or "", profile)
         errs += Levenshtein.distance(p_n, g_n)
         tot += len(g_n)
+    return errs, tot
+
+
+def micro_cer(predictions: Sequence[str], labels: Sequence[str], profile: str = "standard") -> float:
+    """Sum of edit distances / sum of reference lengths, after `normalize(profile)` (lib.metrics)."""
+    errs, tot = micro_cer_counts(predictions, labels, profile)
     return errs / tot if tot else 0.0
+
+
+def _shards_generation(accelerator) -> bool:
+    """Data-parallel runs (DDP) can split generation across ranks: each rank's model is whole. FSDP and DeepSpeed
+    (ZeRO-3 gathers parameters collectively in every forward) need every rank in every forward, so there each rank
+    decodes the whole subset."""
+    if accelerator is None or accelerator.num_processes <= 1:
+        return False
+    from accelerate.utils import DistributedType
+
+    data_parallel = {getattr(DistributedType, n) for n in ("MULTI_GPU", "MULTI_CPU", "MULTI_XPU", "MULTI_NPU",
+                                                           "MULTI_MLU", "MULTI_MUSA", "MULTI_HPU")
+                     if hasattr(DistributedType, n)}
+    return accelerator.distributed_type in data_parallel
 
 
 class GenerationCER:
@@ -47,17 +67,34 @@ class GenerationCER:
         self.batch_size = batch_size
         self.last_predictions: list[str] = []
 
-    def __call__(self, model) -> dict[str, float]:
+    def __call__(self, model, accelerator=None) -> dict[str, float]:
+        """Micro CER of greedy generation on the subset. With an `accelerate` Accelerator of a data-parallel run, rank
+        r decodes samples r, r + world, ... and the edit counts are summed over ranks (every rank returns the same
+        CER; `cer_n_local` is this rank's share); otherwise this process decodes all of them."""
         from lib.generation import generate_batch
 
         if not self.samples:
             return {}
         t0 = time.perf_counter()
-        outs = generate_batch(model, self.processor, self.prompt, [s.image_path for s in self.samples],
-                              max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
-        self.last_predictions = [o.text for o in outs]
-        cer = micro_cer(self.last_predictions, [s.text for s in self.samples])
-        return {"cer": cer, "cer_n": float(len(self.samples)), "cer_runtime": time.perf_counter() - t0}
+        sharded = _shards_generation(accelerator)
+        rank, world = (accelerator.process_index, accelerator.num_processes) if sharded else (0, 1)
+        local = self.samples[rank::world]
+        preds = [o.text for o in generate_batch(model, self.processor, self.prompt, [s.image_path for s in local],
+                                                max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)] \
+            if local else []
+        errs, tot = micro_cer_counts(preds, [s.text for s in local])
+        if sharded:
+            import torch
+            from accelerate.utils import gather_object
+
+            counts = accelerator.reduce(torch.tensor([errs, tot], dtype=torch.float64, device=accelerator.device),
+                                        reduction="sum")
+            errs, tot = (int(round(float(x))) for x in counts.cpu())
+            pieces = gather_object([(rank + world * i, text) for i, text in enumerate(preds)])
+            preds = [text for _, text in sorted(pieces)]
+        self.last_predictions = preds
+        return {"cer": errs / tot if tot else 0.0, "cer_n": float(len(self.samples)), "cer_n_local": float(len(local)),
+                "cer_runtime": time.perf_counter() - t0}
 
 
 class StepLogCallback(TrainerCallback):

@@ -211,7 +211,7 @@ class OCRTrainer(Trainer):
         output = super().evaluation_loop(dataloader, description, prediction_loss_only=True, ignore_keys=ignore_keys,
                                          metric_key_prefix=metric_key_prefix)
         if self.generation_cer is not None and metric_key_prefix == "eval":
-            for k, v in self.generation_cer(self.model).items():
+            for k, v in self.generation_cer(self.model, self.accelerator).items():
                 output.metrics[f"{metric_key_prefix}_{k}"] = v
         return output
 
@@ -549,11 +549,13 @@ def run_training(args: SFTArgs, printer=print) -> dict:
         final["final_val_loss"] = metrics.get("eval_loss")
         gen = GenerationCER(trainer.processing_class, trainer.ocr_prompt, val, n_samples=args.final_eval_samples,
                             max_new_tokens=args.eval_max_new_tokens, batch_size=args.per_device_eval_batch_size)
-        res = gen(trainer.model)
+        res = gen(trainer.model, trainer.accelerator)
         final["final_val_cer"] = res.get("cer")
         final["final_val_cer_n"] = int(res.get("cer_n", 0))
+        local = int(res.get("cer_n_local", final["final_val_cer_n"]))
         printer(f"final validation: loss {final['final_val_loss']:.4f} | generation CER (micro, standard, greedy, "
-                f"n={final['final_val_cer_n']}) {final['final_val_cer']:.4f}")
+                f"n={final['final_val_cer_n']}{f', {local} decoded on this rank' if local != final['final_val_cer_n'] else ''}) "
+                f"{final['final_val_cer']:.4f}")
     if args.is_debug and val:
         printer(f"[debug] after training: {val[0].text!r} -> {_predict_one(trainer, val[0])!r}")
     final_dir = Path(args.output_dir) / ("lora" if args.finetune == "lora" else "model")
