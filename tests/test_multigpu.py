@@ -76,12 +76,14 @@ def test_generation_cer_shards_across_two_cpu_ranks(tmp_path):
     """GenerationCER under a 2-process data-parallel run: each rank decodes every other sample, the edit counts are
     summed over ranks (gloo), and both ranks return the CER and the predictions (in sample order) that one process
     decoding all of them gets. Generation is a deterministic stand-in (tests/helpers/sharded_cer.py)."""
+    import importlib.util
     import json
     import socket
-    import sys as _sys
 
-    _sys.path.insert(0, str(ROOT / "tests" / "helpers"))
-    from sharded_cer import fake_prediction  # noqa: E402  (the helper's stand-in, to compute the expected values)
+    spec = importlib.util.spec_from_file_location("_sharded_cer", ROOT / "tests" / "helpers" / "sharded_cer.py")
+    helper = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helper)  # defines the stand-in only; its run is under __main__
+    fake_prediction = helper.fake_prediction
 
     from lib.train.callbacks import micro_cer
 

@@ -11,12 +11,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from accelerate import Accelerator  # noqa: E402
-
-import lib.generation  # noqa: E402
-from lib.data import Sample  # noqa: E402
-from lib.train.callbacks import GenerationCER  # noqa: E402
-
 
 def fake_prediction(path: str) -> str:
     i = int(Path(path).stem.split("_")[1])
@@ -28,13 +22,23 @@ class _Out:
         self.text = text
 
 
-lib.generation.generate_batch = lambda model, processor, prompt, paths, **kw: [_Out(fake_prediction(p)) for p in paths]
+def main() -> None:
+    from accelerate import Accelerator
 
-acc = Accelerator(cpu=True)
-samples = [Sample(image_path=f"/nowhere/img_{i}.png", text="甲乙丙丁戊己庚"[: 2 + i % 5], index=i, doc_id=f"d{i}")
-           for i in range(7)]
-res = GenerationCER(processor=None, prompt=None, samples=samples, n_samples=0)(model=None, accelerator=acc)
-gen = GenerationCER(processor=None, prompt=None, samples=samples, n_samples=0)
-gen(model=None, accelerator=acc)
-print(json.dumps({"rank": acc.process_index, "world": acc.num_processes, "type": str(acc.distributed_type),
-                  "result": res, "predictions": gen.last_predictions}, ensure_ascii=False), flush=True)
+    import lib.generation
+    from lib.data import Sample
+    from lib.train.callbacks import GenerationCER
+
+    lib.generation.generate_batch = lambda model, processor, prompt, paths, **kw: [_Out(fake_prediction(p)) for p in paths]
+
+    acc = Accelerator(cpu=True)
+    samples = [Sample(image_path=f"/nowhere/img_{i}.png", text="甲乙丙丁戊己庚"[: 2 + i % 5], index=i, doc_id=f"d{i}")
+               for i in range(7)]
+    gen = GenerationCER(processor=None, prompt=None, samples=samples, n_samples=0)
+    res = gen(model=None, accelerator=acc)
+    print(json.dumps({"rank": acc.process_index, "world": acc.num_processes, "type": str(acc.distributed_type),
+                      "result": res, "predictions": gen.last_predictions}, ensure_ascii=False), flush=True)
+
+
+if __name__ == "__main__":  # importing this module (the test does, for fake_prediction) must change nothing
+    main()
