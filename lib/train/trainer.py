@@ -75,7 +75,7 @@ class _FastModuleWalks:
     def __enter__(self):
         model = self.model
         modules = list(model.modules())
-        trainable = [p for p in model.parameters() if p.requires_grad]
+        self.trainable = trainable = [p for p in model.parameters() if p.requires_grad]
         cls = type(model)
 
         def train(mode: bool = True):
@@ -107,7 +107,7 @@ class OCRTrainer(Trainer):
         super().__init__(*a, **kw)
         self.generation_cer = generation_cer
         self._param_count: tuple[int, int] | None = None  # (id(model), parameters without embeddings)
-        self._trainable: tuple[int, list] | None = None  # (id(model), trainable parameters)
+        self._walks: _FastModuleWalks | None = None  # while train() runs with the cheap walks
 
     def _plain_walks(self) -> bool:
         # FSDP2 replaces the parameters with sharded ones inside train() (and accelerate's FSDP clipping looks for the
@@ -117,8 +117,12 @@ class OCRTrainer(Trainer):
     def train(self, *a, **kw):
         if self._plain_walks():
             return super().train(*a, **kw)
-        with _FastModuleWalks(self.model):
-            return super().train(*a, **kw)
+        with _FastModuleWalks(self.model) as walks:
+            self._walks = walks
+            try:
+                return super().train(*a, **kw)
+            finally:
+                self._walks = None
 
     def floating_point_ops(self, inputs) -> int:
         """The Trainer's FLOP estimate (6 x tokens x parameters), with the parameter count computed once instead of
@@ -133,11 +137,10 @@ class OCRTrainer(Trainer):
     def _clip_grad_norm(self, model):
         """Clip over the trainable parameters only (the frozen ones have no gradient, so the norm is the same) -
         without listing all 1,360 parameter tensors of a 4B VLM every step."""
-        if getattr(self.args, "fp16", False) or self._plain_walks() or self._has_mixed_mesh_grads(model):
+        if self._walks is None or getattr(self.args, "fp16", False) or self._has_mixed_mesh_grads(model):
             return super()._clip_grad_norm(model)
-        if self._trainable is None or self._trainable[0] != id(model):
-            self._trainable = (id(model), [p for p in model.parameters() if p.requires_grad])
-        return self.accelerator.clip_grad_norm_(self._trainable[1], self.args.max_grad_norm)
+        # the list _FastModuleWalks took at train() start: the same parameter objects under a DDP wrapper
+        return self.accelerator.clip_grad_norm_(self._walks.trainable, self.args.max_grad_norm)
 
     loss_impl = "logits"  # build_trainer sets it from SFTArgs.loss_impl
     compile_loss = False  # build_trainer sets it with SFTArgs.compile_layers: the chunked loss's softmax compiled too
