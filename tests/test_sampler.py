@@ -79,3 +79,59 @@ def test_same_seed_same_order_and_bad_input_named():
     with pytest.raises(ValueError, match="batch_size"):
         LengthBucketSampler(0, [1])
     assert list(LengthBucketSampler(4, [])) == []
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_epoch_stream_runs_through_epochs_in_their_own_order(drop_last):
+    """EpochStreamBatchSampler: epoch e's batches (LengthBucketSampler.batches(e)) then e+1's, without end; a short
+    batch dropped only with drop_last; len() is one epoch."""
+    from itertools import islice
+
+    from lib.train.sampler import EpochStreamBatchSampler
+
+    bucket = LengthBucketSampler(4, _lengths(10), seed=2)
+    stream = EpochStreamBatchSampler(bucket, drop_last=drop_last, start_epoch=3)
+    assert len(stream) == (2 if drop_last else 3)
+    got = list(islice(iter(stream), 3 * len(stream)))
+    want = [b for e in (3, 4, 5) for b in bucket.batches(e) if not (drop_last and len(b) < 4)]
+    assert got == want
+    assert got[:len(stream)] != got[len(stream):2 * len(stream)]  # epochs differ
+    assert all(len(b) == 4 for b in got) is drop_last
+    assert not hasattr(stream, "set_epoch") and not hasattr(stream, "sampler")  # accelerate must not reset it
+    assert list(EpochStreamBatchSampler(LengthBucketSampler(4, []))) == []
+
+
+def test_continuous_epochs_cut_the_stream_and_restart_on_an_unexpected_epoch():
+    """ContinuousEpochs gives each epoch's batches from one DataLoader iterator; an epoch left early or a jump
+    (resume-like set_epoch) restarts the stream at the asked epoch with that epoch's batches."""
+    from lib.train.sampler import EpochStreamBatchSampler
+    from lib.train.trainer import ContinuousEpochs
+
+    bucket = LengthBucketSampler(3, _lengths(8), seed=4)
+    stream = EpochStreamBatchSampler(bucket)
+    loader = torch.utils.data.DataLoader(list(range(8)), batch_sampler=stream, collate_fn=list)
+    calls = []
+    orig = torch.utils.data.DataLoader.__iter__
+
+    class Counting(torch.utils.data.DataLoader):
+        def __iter__(self):
+            calls.append(1)
+            return orig(self)
+
+    loader.__class__ = Counting
+    ce = ContinuousEpochs(loader, stream)
+    assert len(ce) == 3 and ce.dataset == list(range(8))
+    seen = []
+    for e in range(3):
+        ce.set_epoch(e)
+        seen.append(list(ce))
+    assert seen == [bucket.batches(e) for e in range(3)] and len(calls) == 1  # one iterator for three epochs
+    assert list(ce) == bucket.batches(3) and len(calls) == 1  # no set_epoch: the next epoch
+    ce.set_epoch(4)
+    next(iter(ce))  # epoch 4 left after one batch
+    ce.set_epoch(5)
+    assert list(ce) == bucket.batches(5) and len(calls) == 2
+    ce.set_epoch(9)
+    assert list(ce) == bucket.batches(9) and len(calls) == 3
+    ce.close()
+    assert ce._it is None

@@ -189,12 +189,77 @@ def test_group_by_length_sampler_keeps_every_sample_and_cuts_padding(tmp_path):
 
     grouped = list(trainer._get_train_sampler())
     assert sorted(grouped) == list(range(len(samples)))  # every sample exactly once per epoch
-    # the Trainer's per-epoch set_epoch on the prepared loader reaches the sampler (exact data order on resume)
+    # in one process the loader streams through the epochs (set_epoch names the epoch its next iter() gives); when
+    # resuming, the Trainer's plain loader, whose set_epoch reaches the sampler (exact data order on resume); both
+    # give epoch 2 the same batches
+    stream = trainer.get_train_dataloader()
+    stream.set_epoch(2)
+    streamed = [b["input_ids"] for b in stream]
+    stream.close()
+    trainer._resuming = True
     loader = trainer.get_train_dataloader()
     loader.set_epoch(2)
     assert loader.batch_sampler.sampler.epoch == 2
+    plain = [b["input_ids"] for b in loader]
+    assert len(streamed) == len(plain) == 40 and all(torch.equal(x, y) for x, y in zip(streamed, plain))
     shuffled = torch.randperm(len(samples), generator=torch.Generator().manual_seed(0)).tolist()
     assert padding(grouped) < 0.5 * padding(shuffled)
+
+
+def test_continuous_epochs_train_what_the_plain_loader_trains(tmp_path):
+    """group_by_length in one process: one DataLoader iterator (2 worker processes) runs through all 3 epochs, and
+    training meets the same batches in the same order - same per-step batch shapes, losses and final weights - as
+    with the Trainer's plain loader, which starts a new iterator (workers reset) every epoch."""
+    from transformers import Trainer
+
+    from lib.data import load_samples
+    from lib.perf import bench_processor, build_gemma3_vlm, write_ocr_workload
+    from lib.train.args import SFTArgs
+    from lib.train.trainer import ContinuousEpochs, build_trainer
+
+    proc = bench_processor("tiny")
+    samples = load_samples(write_ocr_workload(tmp_path / "d", 7, min_tokens=5, max_tokens=60, image_size=32, seed=3))
+
+    def run(plain: bool, out: str):
+        args = SFTArgs(model_name="x", output_dir=str(tmp_path / out), per_device_train_batch_size=3,
+                       num_train_epochs=3, group_by_length=True, dataloader_num_workers=2, learning_rate=1e-2,
+                       logging_steps=1, seed=6, save_steps=10 ** 6)
+        trainer = build_trainer(args, model=build_gemma3_vlm("tiny", proc, dtype=torch.float32, seed=7),
+                                processor=proc, train_samples=samples, eval_samples=[], printer=lambda *a: None)
+        if plain:
+            trainer.get_train_dataloader = lambda: Trainer.get_train_dataloader(trainer)
+        shapes, iters = [], []
+        step, base_iter = trainer.training_step, torch.utils.data.DataLoader.__iter__
+
+        def training_step(model, inputs, *a, **kw):
+            shapes.append(tuple(inputs["input_ids"].shape))
+            return step(model, inputs, *a, **kw)
+
+        def counting_iter(self):
+            iters.append(1)
+            return base_iter(self)
+
+        trainer.training_step = training_step
+        try:
+            torch.utils.data.DataLoader.__iter__ = counting_iter
+            trainer.train()
+        finally:
+            torch.utils.data.DataLoader.__iter__ = base_iter
+        loader = trainer.callback_handler.train_dataloader
+        assert isinstance(loader, ContinuousEpochs) is not plain
+        if not plain:
+            assert loader._it is None  # closed when train() returned
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        weights = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+        return shapes, len(iters), losses, weights
+
+    shapes_c, iters_c, losses_c, w_c = run(False, "continuous")
+    shapes_p, iters_p, losses_p, w_p = run(True, "plain")
+    assert len(shapes_c) == 9 and shapes_c == shapes_p  # 3 epochs x 3 batches (3, 3, 1), same order
+    assert (iters_c, iters_p) == (1, 3)
+    assert losses_c == pytest.approx(losses_p, rel=1e-5)
+    for k in w_p:
+        torch.testing.assert_close(w_c[k], w_p[k], rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("loss_impl", ["chunked", "logits"])

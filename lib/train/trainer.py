@@ -99,6 +99,61 @@ class _FastModuleWalks:
         return False
 
 
+class ContinuousEpochs:
+    """The prepared training DataLoader over an `EpochStreamBatchSampler`, cut back into epochs for the Trainer:
+    `len()` is one epoch, `set_epoch(e)` names the epoch the next `iter()` gives, and each `iter()` yields that
+    epoch's batches from one long-lived iterator - so the data loader's workers never stop at an epoch boundary
+    (the plain loader resets its workers at every `iter()`, and the GPU waits for the new epoch's first batch). If
+    the Trainer asks for an epoch other than the one the stream stands at the start of (first use, an epoch left
+    early), the stream restarts there; the batches are those of `LengthBucketSampler.batches(epoch)` either way.
+    Everything else (dataset, batch_size, ...) is the prepared loader's."""
+
+    def __init__(self, loader, stream):
+        self.loader = loader
+        self.stream = stream
+        self._epoch: int | None = None  # from set_epoch
+        self._it = None
+        self._pos: tuple[int, int] | None = None  # (epoch, batches of it already given) where the stream stands
+
+    def __len__(self) -> int:
+        return len(self.stream)
+
+    def __getattr__(self, name):
+        if name in ("loader", "stream"):  # not yet set (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch = int(epoch)
+
+    def __iter__(self):
+        epoch = self._epoch if self._epoch is not None else (self._pos[0] if self._pos else 0)
+        if self._it is None or self._pos != (epoch, 0):
+            self.close()
+            self.stream.start_epoch = epoch
+            self._it = iter(self.loader)
+            self._pos = (epoch, 0)
+        self._epoch = None
+        return self._take(epoch, len(self))
+
+    def _take(self, epoch: int, n: int):
+        for k in range(n):
+            batch = next(self._it)
+            self._pos = (epoch, k + 1) if k + 1 < n else (epoch + 1, 0)
+            yield batch
+
+    def close(self) -> None:
+        """End the long-lived iterator (the loader leaves accelerate's list of active loaders, as at a normal end)."""
+        if self._it is not None:
+            stop = getattr(self._it, "close", None)  # accelerate's loaders iterate in a generator
+            if callable(stop):
+                stop()
+            self._it = None
+            end = getattr(self.loader, "end", None)
+            if callable(end):
+                end()
+
+
 class OCRTrainer(Trainer):
     """Trainer with (1) a loss on label positions only, computing logits for the trailing positions of the
     left-padded batch (`logits_to_keep`), and (2) the generation CER added to every evaluation as `eval_cer`."""
@@ -115,14 +170,48 @@ class OCRTrainer(Trainer):
         return bool(self.is_fsdp_enabled or self.is_deepspeed_enabled)
 
     def train(self, *a, **kw):
-        if self._plain_walks():
-            return super().train(*a, **kw)
-        with _FastModuleWalks(self.model) as walks:
-            self._walks = walks
-            try:
+        # a resumed run skips the trained part of its epoch with accelerate's skip_first_batches, which needs the
+        # plain prepared loader: it gets that (same batches, LengthBucketSampler's order is a function of the epoch)
+        self._resuming = bool(a[0] if a else kw.get("resume_from_checkpoint"))
+        try:
+            if self._plain_walks():
                 return super().train(*a, **kw)
-            finally:
-                self._walks = None
+            with _FastModuleWalks(self.model) as walks:
+                self._walks = walks
+                try:
+                    return super().train(*a, **kw)
+                finally:
+                    self._walks = None
+        finally:
+            loader = getattr(self.callback_handler, "train_dataloader", None)
+            if isinstance(loader, ContinuousEpochs):
+                loader.close()
+
+    def get_train_dataloader(self):
+        """With `group_by_length` in one process (and not resuming): the loader runs through the epochs without
+        stopping (`ContinuousEpochs`); otherwise the Trainer's own. Same batches either way."""
+        dataset = self.train_dataset
+        if (self.group_lengths is None or getattr(self, "_resuming", False) or self.accelerator.num_processes != 1
+                or dataset is None or isinstance(dataset, torch.utils.data.IterableDataset)):
+            return super().get_train_dataloader()
+        from functools import partial
+
+        from torch.utils.data import DataLoader
+        from transformers.trainer_utils import seed_worker
+
+        from lib.train.sampler import EpochStreamBatchSampler
+
+        a = self.args
+        stream = EpochStreamBatchSampler(self._get_train_sampler(dataset), drop_last=a.dataloader_drop_last)
+        # the parameters Trainer._get_dataloader gives a training loader, with the stream as its batch sampler
+        params = {"batch_sampler": stream, "num_workers": a.dataloader_num_workers,
+                  "collate_fn": self._get_collator_with_removed_columns(self.data_collator, description="Training"),
+                  "pin_memory": a.dataloader_pin_memory, "persistent_workers": a.dataloader_persistent_workers,
+                  "worker_init_fn": partial(seed_worker, num_workers=a.dataloader_num_workers, rank=a.process_index)}
+        if a.dataloader_num_workers > 0:
+            params.update(prefetch_factor=a.dataloader_prefetch_factor,
+                          multiprocessing_context=a.dataloader_multiprocessing_context)
+        return ContinuousEpochs(self.accelerator.prepare(DataLoader(dataset, **params)), stream)
 
     def floating_point_ops(self, inputs) -> int:
         """The Trainer's FLOP estimate (6 x tokens x parameters), with the parameter count computed once instead of
