@@ -43,12 +43,14 @@ def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path):
 
     if not EXAMPLE.is_file():
         pytest.skip("data/example.json missing")
-    proc = _launch(CONFIGS / "ddp.yaml", tmp_path, [])
+    # group_by_length: each rank streams its share of the epochs (ContinuousEpochs); 3 steps cross an epoch boundary
+    proc = _launch(CONFIGS / "ddp.yaml", tmp_path, ["--group_by_length", "true"])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     r0 = torch.load(tmp_path / "dump" / "rank0.pt")
     r1 = torch.load(tmp_path / "dump" / "rank1.pt")
     assert r0["world_size"] == r1["world_size"] == 2, "did not run as 2 processes"
     assert r0["steps"] == r1["steps"] == 3
+    assert r0["loader"] == r1["loader"] == "ContinuousEpochs"
     assert r0["after"].keys() == r1["after"].keys() and r0["after"], "no trainable weights dumped"
     changed = [n for n in r0["after"] if not torch.equal(r0["after"][n], r0["before"][n])]
     assert len(changed) >= len(r0["after"]) // 2, "training did not update the adapters"

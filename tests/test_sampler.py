@@ -135,3 +135,34 @@ def test_continuous_epochs_cut_the_stream_and_restart_on_an_unexpected_epoch():
     assert list(ce) == bucket.batches(9) and len(calls) == 3
     ce.close()
     assert ce._it is None
+
+
+@pytest.mark.parametrize("n,bs,world,drop_last", [(10, 3, 2, False), (10, 3, 2, True), (11, 2, 3, False),
+                                                  (4, 3, 3, False), (12, 3, 2, False)])
+def test_epoch_stream_gives_each_rank_what_accelerate_would(n, bs, world, drop_last):
+    """Under DDP each rank's stream is, epoch by epoch, exactly the batches accelerate's BatchSamplerShard gives that
+    rank from the plain loader (a BatchSampler over the LengthBucketSampler at that epoch): even_batches fills the
+    last ones up. Every batch is whole, so accelerate's wrapper set to one process passes the stream through."""
+    from itertools import islice
+
+    from accelerate.data_loader import BatchSamplerShard
+    from torch.utils.data import BatchSampler
+
+    from lib.train.sampler import EpochStreamBatchSampler
+
+    bucket = LengthBucketSampler(bs, _lengths(n), seed=7)
+    for rank in range(world):
+        stream = EpochStreamBatchSampler(bucket, drop_last=drop_last, num_processes=world, process_index=rank)
+        want = []
+        for e in range(3):
+            bucket.set_epoch(e)
+            want += list(BatchSamplerShard(BatchSampler(bucket, bs, drop_last), world, rank))
+        bucket.epoch = None
+        per_epoch = len(want) // 3
+        assert len(stream) == per_epoch > 0
+        assert list(islice(iter(stream), 3 * per_epoch)) == want
+        passthrough = BatchSamplerShard(stream, 1, 0)
+        assert list(islice(iter(passthrough), 3 * per_epoch)) == want
+        assert all(len(b) == bs for b in want)
+    with pytest.raises(ValueError, match="process_index 2"):
+        EpochStreamBatchSampler(bucket, num_processes=2, process_index=2)

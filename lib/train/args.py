@@ -110,7 +110,8 @@ class SFTArgs:
                                     "attention builds one plan per length and reuses it); 0 = no extra padding")
     group_by_length: bool = field(False, help="batch samples of similar answer length together (sorted within "
                                   "megabatches of up to 50 batches with 5%% length jitter, batches shuffled; 6%% padding "
-                                  "instead of 22%% at batch 5 on the GPU benchmark's lengths)")
+                                  "instead of 22%% at batch 5 on the GPU benchmark's lengths); the data loader then "
+                                  "also runs through the epochs without stopping at their starts")
     seed: int = field(3407, help="seed for init of new weights (LoRA) and data order")
     # -- evaluation, checkpoints, logging -------------------------------------------------------------------------
     eval_steps: int = field(100, help="validation loss + generation CER every N steps")

@@ -86,6 +86,15 @@ class LengthBucketSampler(torch.utils.data.Sampler):
             yield from b
 
 
+class _EpochBatches(list):
+    """One epoch's batches as the batch sampler accelerate's `BatchSamplerShard` expects (batch_size, drop_last)."""
+
+    def __init__(self, batches, batch_size: int, drop_last: bool):
+        super().__init__(batches)
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+
+
 class EpochStreamBatchSampler:
     """A DataLoader `batch_sampler` that never ends: `bucket`'s batches of epoch `start_epoch`, then of the next
     epoch, and so on (a short batch dropped with `drop_last`, as the DataLoader would). `len()` is one epoch.
@@ -94,20 +103,47 @@ class EpochStreamBatchSampler:
     batches while the current epoch's last ones train, instead of idling until the Trainer asks for a new iterator
     (on the H100 that wait was ~0.45 s at every epoch start: docs/GPU.md). `lib.train.trainer.ContinuousEpochs` cuts
     the stream back into epochs. Deliberately no `set_epoch`/`sampler` attribute: accelerate's `DataLoaderShard`
-    calls `set_epoch` on those at every new iterator, and here the stream itself says which epoch comes next."""
+    calls `set_epoch` on those at every new iterator, and here the stream itself says which epoch comes next.
 
-    def __init__(self, bucket: LengthBucketSampler, *, drop_last: bool = False, start_epoch: int = 0):
+    With `num_processes` > 1 it yields rank `process_index`'s share of every epoch, exactly the batches accelerate's
+    `BatchSamplerShard` gives that rank from the epoch's batches (even_batches: the last ones filled up from the
+    epoch's first samples), so each rank's epochs end where the stream's do; accelerate's own shard wrapper must then
+    pass batches through (`OCRTrainer.get_train_dataloader` sets it to one process)."""
+
+    def __init__(self, bucket: LengthBucketSampler, *, drop_last: bool = False, start_epoch: int = 0,
+                 num_processes: int = 1, process_index: int = 0, even_batches: bool = True):
+        if not 0 <= process_index < num_processes:
+            raise ValueError(f"process_index {process_index} is not in [0, num_processes={num_processes})")
         self.bucket = bucket
         self.batch_size = bucket.batch_size
         self.drop_last = bool(drop_last)
         self.start_epoch = int(start_epoch)
+        self.num_processes = int(num_processes)
+        self.process_index = int(process_index)
+        self.even_batches = bool(even_batches)
 
-    def __len__(self) -> int:
+    def _global_count(self) -> int:
         n, b = len(self.bucket.lengths), self.batch_size
         return n // b if self.drop_last else -(-n // b)
 
+    def _shard(self, batches: list) -> list:
+        from accelerate.data_loader import BatchSamplerShard
+
+        return list(BatchSamplerShard(_EpochBatches(batches, self.batch_size, self.drop_last), self.num_processes,
+                                      self.process_index, even_batches=self.even_batches))
+
+    def __len__(self) -> int:
+        if self.num_processes == 1:
+            return self._global_count()
+        from accelerate.data_loader import BatchSamplerShard
+
+        return len(BatchSamplerShard(_EpochBatches([None] * self._global_count(), self.batch_size, self.drop_last),
+                                     self.num_processes, self.process_index, even_batches=self.even_batches))
+
     def epoch_batches(self, epoch: int) -> list[list[int]]:
-        return [b for b in self.bucket.batches(epoch) if not (self.drop_last and len(b) < self.batch_size)]
+        """This rank's batches of epoch `epoch`."""
+        batches = [b for b in self.bucket.batches(epoch) if not (self.drop_last and len(b) < self.batch_size)]
+        return batches if self.num_processes == 1 else self._shard(batches)
 
     def __iter__(self) -> Iterator[list[int]]:
         if len(self) == 0:

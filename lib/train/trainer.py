@@ -188,21 +188,26 @@ class OCRTrainer(Trainer):
                 loader.close()
 
     def get_train_dataloader(self):
-        """With `group_by_length` in one process (and not resuming): the loader runs through the epochs without
-        stopping (`ContinuousEpochs`); otherwise the Trainer's own. Same batches either way."""
-        dataset = self.train_dataset
-        if (self.group_lengths is None or getattr(self, "_resuming", False) or self.accelerator.num_processes != 1
-                or dataset is None or isinstance(dataset, torch.utils.data.IterableDataset)):
+        """With `group_by_length` (and not resuming): the loader runs through the epochs without stopping
+        (`ContinuousEpochs`), under DDP with each rank's share of every epoch as accelerate would cut it; otherwise
+        (and where accelerate would not give whole batches per rank: split or dispatched batches, uneven batches)
+        the Trainer's own. Same batches either way."""
+        dataset, acc = self.train_dataset, self.accelerator
+        if (self.group_lengths is None or getattr(self, "_resuming", False) or dataset is None
+                or isinstance(dataset, torch.utils.data.IterableDataset)
+                or (acc.num_processes > 1 and (acc.split_batches or acc.dispatch_batches or not acc.even_batches))):
             return super().get_train_dataloader()
         from functools import partial
 
+        from accelerate.data_loader import BatchSamplerShard
         from torch.utils.data import DataLoader
         from transformers.trainer_utils import seed_worker
 
         from lib.train.sampler import EpochStreamBatchSampler
 
         a = self.args
-        stream = EpochStreamBatchSampler(self._get_train_sampler(dataset), drop_last=a.dataloader_drop_last)
+        stream = EpochStreamBatchSampler(self._get_train_sampler(dataset), drop_last=a.dataloader_drop_last,
+                                         num_processes=acc.num_processes, process_index=acc.process_index)
         # the parameters Trainer._get_dataloader gives a training loader, with the stream as its batch sampler
         params = {"batch_sampler": stream, "num_workers": a.dataloader_num_workers,
                   "collate_fn": self._get_collator_with_removed_columns(self.data_collator, description="Training"),
@@ -211,7 +216,14 @@ class OCRTrainer(Trainer):
         if a.dataloader_num_workers > 0:
             params.update(prefetch_factor=a.dataloader_prefetch_factor,
                           multiprocessing_context=a.dataloader_multiprocessing_context)
-        return ContinuousEpochs(self.accelerator.prepare(DataLoader(dataset, **params)), stream)
+        loader = acc.prepare(DataLoader(dataset, **params))
+        if acc.num_processes > 1:
+            shard = getattr(loader, "batch_sampler", None)
+            if not (isinstance(shard, BatchSamplerShard) and shard.batch_sampler is stream):
+                return super().get_train_dataloader()
+            # the stream holds this rank's share already (whole batches): accelerate's wrapper passes them through
+            shard.num_processes, shard.process_index = 1, 0
+        return ContinuousEpochs(loader, stream)
 
     def floating_point_ops(self, inputs) -> int:
         """The Trainer's FLOP estimate (6 x tokens x parameters), with the parameter count computed once instead of

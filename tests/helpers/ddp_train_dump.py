@@ -2,7 +2,7 @@
 
 Used by tests/test_multigpu.py: `accelerate launch ... tests/helpers/ddp_train_dump.py <dump_dir> <sft_gemma.py args>`.
 The only addition to the real run is a callback (added through `lib.train.trainer.build_trainer`, which
-`run_training` calls) that writes `<dump_dir>/rank<r>.pt` = {"before", "after", "world_size", "steps"}.
+`run_training` calls) that writes `<dump_dir>/rank<r>.pt` = {"before", "after", "world_size", "steps", "loader"}.
 """
 
 import runpy
@@ -34,8 +34,10 @@ class _Dump(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kw):
         dump_dir.mkdir(parents=True, exist_ok=True)
+        loader = getattr(self.trainer.callback_handler, "train_dataloader", None)
         torch.save({"before": self.before, "after": self._weights(), "world_size": args.world_size,
-                    "steps": state.global_step}, dump_dir / f"rank{args.process_index}.pt")
+                    "steps": state.global_step, "loader": type(loader).__name__},
+                   dump_dir / f"rank{args.process_index}.pt")
 
 
 def build_trainer(*a, **kw):
