@@ -6,8 +6,10 @@ padding (21 % without grouping). `LengthBucketSampler` sorts inside megabatches 
 a random factor in [1 - jitter, 1 + jitter]: 6 % padding on the same data at jitter 0.05, while neighbours in length
 still change batches from epoch to epoch. Padding positions cost the GPU as much as real ones (docs/GPU.md).
 
-Not for: padding-free packing (Gemma 3's image masks need real batches), or distributed sharding itself (accelerate
-shards the batches this yields).
+`EpochStreamBatchSampler` runs those batches through the epochs without end, for one DataLoader iterator over all
+epochs; under DDP it yields each rank's share as accelerate's own `BatchSamplerShard` cuts it.
+
+Not for: padding-free packing (Gemma 3's image masks need real batches).
 """
 
 from __future__ import annotations

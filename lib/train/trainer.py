@@ -163,6 +163,7 @@ class OCRTrainer(Trainer):
         self.generation_cer = generation_cer
         self._param_count: tuple[int, int] | None = None  # (id(model), parameters without embeddings)
         self._walks: _FastModuleWalks | None = None  # while train() runs with the cheap walks
+        self._resuming = False  # set by train(): a resumed run keeps the Trainer's own training loader
 
     def _plain_walks(self) -> bool:
         # FSDP2 replaces the parameters with sharded ones inside train() (and accelerate's FSDP clipping looks for the
@@ -193,7 +194,7 @@ class OCRTrainer(Trainer):
         (and where accelerate would not give whole batches per rank: split or dispatched batches, uneven batches)
         the Trainer's own. Same batches either way."""
         dataset, acc = self.train_dataset, self.accelerator
-        if (self.group_lengths is None or getattr(self, "_resuming", False) or dataset is None
+        if (self.group_lengths is None or self._resuming or dataset is None
                 or isinstance(dataset, torch.utils.data.IterableDataset)
                 or (acc.num_processes > 1 and (acc.split_batches or acc.dispatch_batches or not acc.even_batches))):
             return super().get_train_dataloader()
@@ -213,6 +214,8 @@ class OCRTrainer(Trainer):
                   "collate_fn": self._get_collator_with_removed_columns(self.data_collator, description="Training"),
                   "pin_memory": a.dataloader_pin_memory, "persistent_workers": a.dataloader_persistent_workers,
                   "worker_init_fn": partial(seed_worker, num_workers=a.dataloader_num_workers, rank=a.process_index)}
+        if hasattr(a, "dataloader_in_order"):  # transformers >= 5.x passes it to every loader
+            params["in_order"] = a.dataloader_in_order
         if a.dataloader_num_workers > 0:
             params.update(prefetch_factor=a.dataloader_prefetch_factor,
                           multiprocessing_context=a.dataloader_multiprocessing_context)
