@@ -71,8 +71,8 @@ def _model(args: ProbeArgs):
 
     from lib.models import embedded as E
 
-    spec = dict(E.READER_SPEC, image_size=args.image_size, patch_size=args.patch_size, mm_tokens=args.mm_tokens,
-                vision_layers=args.layers, text_layers=args.layers, seed=E.READER_SPEC["seed"] + args.seed)
+    spec = dict(E.LEARNING_RUN_SPEC, image_size=args.image_size, patch_size=args.patch_size, mm_tokens=args.mm_tokens,
+                vision_layers=args.layers, text_layers=args.layers, seed=E.LEARNING_RUN_SPEC["seed"] + args.seed)
     name = "embedded/probe-" + "-".join(str(spec[k]) for k in sorted(spec))
     E.EMBEDDED_MODELS.setdefault(name, spec)
     path = E.resolve_model_path(name)

@@ -111,11 +111,9 @@ QWEN_SPEC: dict[str, Any] = {
     "seed": 0,
 }
 
-# The GPU learning run's model (issue 8; configs/learning_run/): Gemma 3's architecture at ~1% of 4B's width. A
-# 256 px image is 16x16 SigLIP patches of 16 px, each its own image token (Gemma 3 pools 4x4 patches per token):
-# about one token per glyph of the task's 18-26 px text. ~13 M parameters, so a bf16 checkpoint (~26 MB) fits the
-# device's 64 MiB transfer limit and training can continue across calls.
-READER_SPEC: dict[str, Any] = {
+# The GPU learning run's model (configs/learning_run/, superseded by the reader below): Gemma 3's architecture at
+# ~1% of 4B's width. A 256 px image is 16x16 SigLIP patches of 16 px, each its own image token. ~13 M parameters.
+LEARNING_RUN_SPEC: dict[str, Any] = {
     "arch": "gemma3",
     "image_size": 256, "patch_size": 16, "mm_tokens": 256,
     "vision_hidden": 256, "vision_layers": 4, "vision_heads": 4, "vision_intermediate": 1024,
@@ -124,10 +122,31 @@ READER_SPEC: dict[str, Any] = {
     "tie_word_embeddings": True, "lm_head_std": 0.02, "projector_std": 0.05,
 }
 
+# The reader (lib/reader/, docs/READER.md), before pretraining. Its input is a text line folded into a 256 px
+# square (8 rows of 32 px: lib/reader/synth.py); 16 px patches, one image token each, so a 20-30 px glyph spans
+# about 2x2 tokens. Vision 6 x 256 (the reading is done there), a 4-layer decoder that only has to spell out what
+# the tower saw. 14.6 M parameters: 29 MB in bf16, which leaves room for the glyph atlas in a 64 MiB device call.
+READER_SPEC: dict[str, Any] = {
+    "arch": "gemma3",
+    "image_size": 256, "patch_size": 16, "mm_tokens": 256,
+    "vision_hidden": 256, "vision_layers": 6, "vision_heads": 4, "vision_intermediate": 1024,
+    "text_hidden": 256, "text_layers": 4, "text_heads": 4, "text_kv_heads": 2, "head_dim": 64,
+    "text_intermediate": 1024, "seed": 0, "rope_theta": 10000.0,
+    "tie_word_embeddings": True, "lm_head_std": 0.02, "projector_std": 0.05,
+    "reader": {"input": "folded_line", "row_height": 32, "width": 256, "rows": 8},
+}
+
 EMBEDDED_MODELS: dict[str, dict[str, Any]] = {
     "embedded/tiny-gemma3": GEMMA_SPEC,
-    "embedded/gemma3-reader": READER_SPEC,
+    "embedded/gemma3-learning-run": LEARNING_RUN_SPEC,
+    "embedded/gemma3-reader-init": READER_SPEC,
     "embedded/tiny-qwen2.5-vl": QWEN_SPEC,
+}
+
+
+# Pretrained models committed to the repository (package data), loadable by name on a fresh machine.
+SHIPPED_MODELS: dict[str, Path] = {
+    "embedded/gemma3-reader": Path(__file__).resolve().parent / "gemma3-reader",
 }
 
 
@@ -150,8 +169,15 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> str:
     name = str(name_or_path)
     if not is_embedded(name):
         return name
+    if name in SHIPPED_MODELS:
+        folder = SHIPPED_MODELS[name]
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"{name}: the shipped weights are missing from {folder} (a partial checkout? "
+                                    "they are committed to the repository)")
+        return str(folder)
     if name not in EMBEDDED_MODELS:
-        raise ValueError(f"unknown embedded model {name!r}; available: {', '.join(sorted(EMBEDDED_MODELS))}")
+        known = sorted(set(EMBEDDED_MODELS) | set(SHIPPED_MODELS))
+        raise ValueError(f"unknown embedded model {name!r}; available: {', '.join(known)}")
     spec = EMBEDDED_MODELS[name]
     target = cache_dir() / f"{name[len(EMBEDDED_PREFIX):]}-{_spec_hash(spec)}"
     if (target / "config.json").is_file() and (target / "DONE").is_file():
@@ -244,6 +270,8 @@ def _build_gemma3(spec: dict[str, Any], out: Path) -> None:
     processor = Gemma3Processor(image_processor=image_processor, tokenizer=tok, chat_template=GEMMA_CHAT_TEMPLATE,
                                 image_seq_length=n_patches)
     processor.save_pretrained(out)
+    if spec.get("reader"):
+        (out / "reader_config.json").write_text(json.dumps(spec["reader"], indent=2), encoding="utf-8")
 
 
 def _build_qwen25vl(spec: dict[str, Any], out: Path) -> None:
