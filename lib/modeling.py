@@ -186,6 +186,11 @@ def load_model_and_processor(name_or_path: str, *, dtype: str | Any = "auto", lo
     proc_source = adapter_path if adapter_path and (Path(adapter_path) / "processor_config.json").is_file() or \
         adapter_path and (Path(adapter_path) / "preprocessor_config.json").is_file() else path
     processor = load_processor(proc_source, trust_remote_code=trust_remote_code)
+    from lib.reader.preprocess import attach_reader_input, reader_config
+
+    spec = reader_config(adapter_path) or reader_config(path)
+    if spec is not None:  # a folded-line reader (lib/reader): collator and hf backend fold its images
+        attach_reader_input(processor, spec)
     if adapter_path:
         from peft import PeftModel
 

@@ -332,12 +332,21 @@ class HFBackend(Backend):
         self.adapter_path = adapter_path
         self.model, self.processor = load_model_and_processor(model_name, dtype=dtype, adapter_path=adapter_path,
                                                               trust_remote_code=trust_remote_code)
+        from lib.reader.preprocess import LineFinder, reader_input_of
+
+        # a folded-line reader (lib/reader): pages and blocks are cut into lines by PP-OCRv6's detector, each line
+        # is folded into the reader's square, and the line texts are joined in reading order
+        self.reader_input = reader_input_of(self.processor)
+        self.line_finder = LineFinder() if self.reader_input is not None else None
 
     def identity(self) -> dict:
-        return {"backend": "hf", "model": self.model_name, "adapter": self.adapter_path,
-                "weights": weights_fingerprint(self.model_name, self.adapter_path),
-                "prompt": self.prompt.to_dict() | {"source": None},
-                "decoding": {"max_new_tokens": self.max_new_tokens, "do_sample": False}}
+        out = {"backend": "hf", "model": self.model_name, "adapter": self.adapter_path,
+               "weights": weights_fingerprint(self.model_name, self.adapter_path),
+               "prompt": self.prompt.to_dict() | {"source": None},
+               "decoding": {"max_new_tokens": self.max_new_tokens, "do_sample": False}}
+        if self.reader_input is not None:
+            out["reader"] = {"input": "folded_line", "lines": "PP-OCRv6 detection (rapidocr), reading order xycut"}
+        return out
 
     def predict(self, sample) -> Prediction:
         out = self.predict_batch([sample])[0]
@@ -354,6 +363,8 @@ class HFBackend(Backend):
                 ok_pos.append(i)
             except ImageError as exc:
                 results[i] = exc
+        if images and self.reader_input is not None:
+            return self._read_lines(samples, images, ok_pos, results)
         if images:
             outs = self._generate_batch(self.model, self.processor, self.prompt, images,
                                         max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
@@ -365,6 +376,30 @@ class HFBackend(Backend):
                     results[i] = Prediction(text=g.text, n_tokens=getattr(g, "n_tokens", None),
                                             finish_reason="stop" if stopped else "length")
         return results  # type: ignore[return-value]
+
+
+    def _read_lines(self, samples, images, ok_pos, results):
+        from lib.reader.preprocess import join_lines, prepare_lines
+
+        per_sample, squares = [], []
+        for i, im in zip(ok_pos, images):
+            sq, boxes, layout = prepare_lines(im, self.reader_input, self.line_finder,
+                                              element=getattr(samples[i], "element", None))
+            per_sample.append((i, len(squares), len(sq), boxes, layout))
+            squares += sq
+        outs = self._generate_batch(self.model, self.processor, self.prompt, squares,
+                                    max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+        for i, start, n, boxes, layout in per_sample:
+            part = outs[start:start + n]
+            errs = [g.error for g in part if getattr(g, "error", None)]
+            if errs:
+                results[i] = ImageError(errs[0])
+                continue
+            text = join_lines(boxes, [g.text for g in part], layout)
+            stopped = all(getattr(g, "stopped", True) for g in part)
+            results[i] = Prediction(text=text, n_tokens=sum(getattr(g, "n_tokens", 0) or 0 for g in part),
+                                    finish_reason="stop" if stopped else "length")
+        return results
 
 
 # ---------------------------------------------------------------------------------------------------------------

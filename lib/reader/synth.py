@@ -85,6 +85,8 @@ class Degrade:
     p_rules: float = 0.2
     p_binary: float = 0.08
     p_jpeg: float = 0.35
+    p_invert: float = 0.07                              # light text on a dark band (headers, slides)
+    p_colour: float = 0.12                              # coloured paper / highlighter backgrounds
     blur: tuple[float, float] = (0.0, 1.1)
     noise: tuple[float, float] = (0.0, 0.07)
 
@@ -223,6 +225,13 @@ class LineRenderer:
         inkc = _u(g, (B, 1, 1, 1), 0.0, 0.3, dev).expand(B, 3, 1, 1).clone()
         blue = _b(g, (B,), 0.1, dev)
         inkc[blue, 2] += 0.25
+        colour = _b(g, (B, 1, 1, 1), d.p_colour, dev)
+        paper = torch.where(colour, (paper * _u(g, (B, 3, 1, 1), 0.6, 1.0, dev)).clamp(0, 1), paper)
+        invert = _b(g, (B, 1, 1, 1), d.p_invert, dev)
+        dark = _u(g, (B, 3, 1, 1), 0.0, 0.45, dev)
+        light_ink = _u(g, (B, 1, 1, 1), 0.75, 1.0, dev).expand(B, 3, 1, 1)
+        paper = torch.where(invert, dark, paper)
+        inkc = torch.where(invert, light_ink, inkc)
         # uneven lighting: a smooth field from a 2 x 8 grid of random gains
         field = F.interpolate(_u(g, (B, 1, 2, 8), 0.85, 1.05, dev), size=(Hr, L), mode="bicubic", align_corners=False)
         light = torch.where(_b(g, (B, 1, 1, 1), 0.4, dev), field, torch.ones_like(field))

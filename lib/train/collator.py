@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 from lib.data import Sample
 from lib.prompt import Prompt, build_messages
+from lib.reader.preprocess import fold_for_training, reader_input_of
 
 __all__ = ["OCRCollator", "LabelError", "measure_samples", "SampleLength", "IGNORE_INDEX"]
 
@@ -95,6 +96,9 @@ class OCRCollator:
         import torch
 
         images = [_open(s) for s in samples]
+        spec = reader_input_of(self.processor)
+        if spec is not None:  # a folded-line reader reads its line crops folded into its square
+            images = [fold_for_training(im, spec) for im in images]
         fulls, label_ids = [], []
         for s in samples:
             prompt_only, full = self.texts(s.text)

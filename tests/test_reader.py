@@ -1,0 +1,140 @@
+"""The reader's data path: character set, glyph atlas, GPU/CPU line renderer, folding, text sampler, pretraining loop
+and the hf backend's line pipeline (real files, the real PP-OCRv6 detector, a tiny model built from config)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lib.reader import charset as CS
+from lib.reader.glyphs import FACES, available_faces, build_atlas, load_atlas, save_atlas
+from lib.reader.preprocess import (LineFinder, ReaderInput, fold_line, join_lines, prepare_lines, split_long_line,
+                                   unstack_vertical)
+from lib.reader.synth import FOLD, LineBatch, LineRenderer, fold_strip, unfold_square
+from lib.reader.text import LineSampler, gongwen_lines
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+def test_charset_is_big5_level1_plus_gb2312():
+    b5 = CS.big5_level1()
+    assert len(b5) == 5401 and b5[0] == "一" and b5[-1] == "籲"
+    assert len(CS.gb2312_hanzi(level2=False)) == 3755 and len(CS.gb2312_hanzi()) == 6763
+    cs = set(CS.reader_charset())
+    assert set(b5) <= cs and set(CS.gb2312_hanzi()) <= cs
+    assert {"，", "。", "「", "」", "○", "※", "A", "z", "0", "９"} <= cs
+    assert all(not c.isspace() for c in cs)
+
+
+@pytest.fixture(scope="module")
+def small_atlas(tmp_path_factory):
+    faces = available_faces(["Noto Sans CJK TC", "AR PL UKai TW", "AR PL UMing TW"])
+    assert len(faces) >= 2, "tests need fonts-noto-cjk and fonts-arphic-ukai/uming (.ci/run installs them)"
+    chars = (" ",) + tuple("臺灣政府公文主旨說明辦法受文者發文日期字號附件正本副本中華民國年月日第條項") + tuple("0123456789ABCxyz，。：（）「」")
+    atlas = build_atlas(chars, faces, size=32, workers=1)
+    path = save_atlas(atlas, tmp_path_factory.mktemp("atlas") / "a.npz")
+    return load_atlas(path)
+
+
+def test_atlas_roundtrip_and_coverage(small_atlas):
+    a = small_atlas
+    assert a.cells.shape == (len(a.faces), len(a.chars), 32, 32)
+    assert a.covered.all()  # these faces cover this set
+    hz = a.chars.index("臺")
+    assert a.cells[:, hz].max() > 200 and (a.cells[:, hz] > 0).mean() > 0.05  # real ink survived 4-bit packing
+    assert a.cells[:, a.chars.index(" ")].max() == 0 and (a.advance[:, a.chars.index(" ")] > 0).all()
+    assert (a.advance[:, hz] > 25).all()  # a Hanzi advances ~1 em
+
+
+def test_fold_unfold_roundtrip():
+    strip = torch.rand(2, 3, FOLD.row_height, FOLD.capacity)
+    sq = fold_strip(strip)
+    assert sq.shape == (2, 3, 256, 256)
+    assert torch.equal(sq[:, :, 32:64, :], strip[:, :, :, 256:512])  # piece 1 is row 1
+    assert torch.equal(unfold_square(sq), strip)
+
+
+def test_renderer_draws_exactly_the_text_and_is_seeded(small_atlas):
+    a = small_atlas
+    r = LineRenderer(a, "cpu")
+    s = LineSampler(a.chars, a.covered, list(range(len(a.faces))), ["臺灣政府公文主旨說明"], seed=0, max_len=20)
+    texts, fonts = s.sample(6)
+    batch = LineBatch(torch.from_numpy(s.encode(texts)), torch.tensor(fonts))
+    img1 = r.render(batch, torch.Generator().manual_seed(5))
+    img2 = r.render(batch, torch.Generator().manual_seed(5))
+    img3 = r.render(batch, torch.Generator().manual_seed(6))
+    assert img1.shape == (6, 3, 256, 256) and torch.equal(img1, img2) and not torch.equal(img1, img3)
+    assert 0 <= float(img1.min()) and float(img1.max()) <= 1
+    # clean rendering: ink only where the line is, and more characters -> more ink
+    one = LineBatch(torch.from_numpy(s.encode(["臺", "臺灣政府公文"])), torch.tensor([0, 0]))
+    clean = r.render(one, torch.Generator().manual_seed(0), clean=True)
+    ink = (1 - clean).sum((1, 2, 3))
+    assert ink[1] > 3 * ink[0] > 0
+    strip = unfold_square(clean[:1])[0, 0]
+    cols = (strip < 0.5).any(0).nonzero().flatten()
+    assert cols.max() < 64  # one glyph: nothing drawn past it
+    empty = LineBatch(torch.full((1, 4), -1), torch.tensor([0]))
+    assert float(r.render(empty, torch.Generator().manual_seed(0), clean=True).min()) > 0.99
+
+
+def test_sampler_respects_font_coverage(small_atlas):
+    a = small_atlas
+    cov = a.covered.copy()
+    cov[0, a.chars.index("臺")] = False  # face 0 lacks 臺: it must never be asked to draw it
+    s = LineSampler(a.chars, cov, [0], ["臺灣臺灣臺灣"], seed=1, max_len=10)
+    texts, fonts = s.sample(200)
+    assert all("臺" not in t for t in texts) and all(t for t in texts)
+    enc = s.encode(texts, 10)
+    assert enc.shape == (200, 10) and (enc[:, 0] >= 0).all()
+
+
+def test_gongwen_pools_are_disjoint_by_document():
+    train = gongwen_lines(range(0, 5))
+    test = gongwen_lines(range(1_000_000, 1_000_005))
+    assert train and test and any("：" in t for t in train)
+    assert gongwen_lines(range(0, 5)) == train  # seeded
+
+
+def test_make_eval_set_never_repeats_a_training_string(small_atlas):
+    from lib.reader.pretrain import make_eval_set
+
+    a = small_atlas
+    train = ["臺灣政府公文主旨說明辦法", "受文者發文日期字號"]
+    texts, fonts, chars, font_t = make_eval_set(a, [0, 1], 64, seed=0, max_len=12, exclude=train)
+    joined = "\n".join(train)
+    assert len(texts) == 64 and all(t not in joined for t in texts)
+    assert chars.shape == (64, 12)
+
+
+def test_fold_line_and_long_and_vertical_lines():
+    spec = ReaderInput()
+    line = Image.new("RGB", (300, 40), "white")
+    sq = fold_line(line, spec)
+    assert sq.size == (256, 256)
+    long = Image.new("RGB", (6000, 40), "white")
+    arr = np.asarray(long).copy()
+    arr[5:35, ::50] = 0  # ink every 50 px; blank columns between
+    pieces = split_long_line(Image.fromarray(arr), spec)
+    assert len(pieces) >= 3 and sum(p.size[0] for p in pieces) == 6000
+    assert all(p.size[0] * 32 / 40 <= spec.capacity for p in pieces)
+    vert = np.full((200, 40, 3), 255, np.uint8)
+    for k in range(4):
+        vert[k * 50 + 8:k * 50 + 40, 6:34] = 0
+    flat = unstack_vertical(Image.fromarray(vert))
+    assert flat.size[0] > flat.size[1]  # now a horizontal line of 4 glyphs
+
+
+@pytest.mark.skipif(not (REAL / "omnidocbench_zh" / "blocks.json").is_file(), reason="../shared/data/real missing")
+def test_line_finder_cuts_a_real_block_into_lines():
+    rows = json.loads((REAL / "omnidocbench_zh" / "blocks.json").read_text(encoding="utf-8"))
+    row = max(rows, key=lambda r: r["ocr_results"].count("\n") * 0 + len(r["ocr_results"]))  # the longest block
+    img = Image.open(REAL / "omnidocbench_zh" / row["img_path"])
+    squares, boxes, layout = prepare_lines(img, ReaderInput(), LineFinder())
+    assert len(squares) >= 3 and all(s.size == (256, 256) for s in squares)
+    text = join_lines(boxes, [f"L{i}" for i in range(len(boxes))], layout)
+    assert text.count("L") == len(set(id(b) for b, _ in boxes))
