@@ -48,6 +48,9 @@ class PretrainReaderArgs:
     seed: int = field(0, help="seed")
     compile: bool = field(False, help="torch.compile the model")
     device: str = field("cuda", help="cuda | cpu")
+    export_parts: str | None = field(None, help="also write the saved model as one tar split into PREFIX.part-000, "
+                                     "-001, ... (<= 15 MB each): what a GPU machine can send back")
+    save_every_minutes: float = field(0.0, help="also save (and export) a checkpoint this often (0 = only at the end)")
 
 
 def main(args: PretrainReaderArgs) -> dict:

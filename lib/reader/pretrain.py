@@ -65,6 +65,8 @@ class PretrainConfig:
     compile: bool = False
     log_every: int = 50
     device: str = "cuda"
+    export_parts: str | None = None  # also write the saved folder as PREFIX.part-000, -001 ... (<= 15 MB each)
+    save_every_minutes: float = 0.0  # also save (and export) a checkpoint this often during the call
 
 
 def _normalise(img: torch.Tensor) -> torch.Tensor:
@@ -239,6 +241,27 @@ def _probe(renderer, seq, fwd, opt, batches, g, autocast, A, dev, n: int = 8) ->
     return out
 
 
+def export_parts(folder: Path, prefix: str, part_bytes: int = 15 * 1024 * 1024) -> list[str]:
+    """`folder` as one tar split into PREFIX.part-000, -001, ... (a GPU machine sends back few, small files)."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(folder, arcname=folder.name)
+    data = buf.getvalue()
+    Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k in range(0, len(data), part_bytes):
+        p = f"{prefix}.part-{k // part_bytes:03d}"
+        Path(p).write_bytes(data[k:k + part_bytes])
+        paths.append(p)
+    for stale in Path(prefix).parent.glob(Path(prefix).name + ".part-*"):
+        if str(stale) not in paths:
+            stale.unlink()
+    return paths
+
+
 def _save(model, processor, out: Path, state: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
@@ -315,6 +338,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     else:
         probe = {}
     t_loop = time.time()
+    t_saved = t_loop
     t_last, s_last = t_loop, 0
     step = 0
     losses: list[float] = []
@@ -363,6 +387,15 @@ def pretrain(cfg: PretrainConfig) -> dict:
             t_last, s_last = now, step
             if not math.isfinite(lv):
                 raise FloatingPointError(f"loss is {lv} at step {step0 + step}")
+        if cfg.save_every_minutes and time.time() - t_saved > cfg.save_every_minutes * 60:
+            mid = {"init_dir": init_dir, "calls": call, "step": step0 + step, "samples": samples0 + step * cfg.batch_size,
+                   "history": history, "atlas_faces": list(atlas.faces), "held_out_faces": list(PRETRAIN_HELD_OUT),
+                   "config": dataclasses.asdict(cfg), "val": list(prev.get("val", [])), "partial": True}
+            _save(model, processor, Path(cfg.output_dir), mid)
+            if cfg.export_parts:
+                export_parts(Path(cfg.output_dir), cfg.export_parts)
+            t_saved = time.time()
+            log.info("step %6d | checkpoint saved", step0 + step)
         if cfg.eval_every and step % cfg.eval_every == 0:
             model.eval()
             with autocast:
@@ -390,6 +423,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
     state["val"] = list(prev.get("val", [])) + [val]
     out = Path(cfg.output_dir)
     _save(model, processor, out, state)
+    if cfg.export_parts:
+        export_parts(out, cfg.export_parts)
     result = {"output_dir": str(out), "call": call, "steps": step, "total_steps": step0 + step,
               "samples": samples, "train_seconds": round(train_s, 1), "wall_seconds": round(time.time() - t_start, 1),
               "samples_per_s": round(step * cfg.batch_size / max(train_s, 1e-9), 1),

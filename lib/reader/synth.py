@@ -69,12 +69,12 @@ class LineBatch:
 class Degrade:
     """Probabilities and ranges of the scan degradations (the defaults are the pretraining mix)."""
 
-    glyph_height: tuple[float, float] = (19.0, 30.0)   # px of the 32 px row that the em box takes
+    glyph_height: tuple[float, float] = (18.0, 27.5)   # px of the 32 px row that the em box takes
     aspect: tuple[float, float] = (0.8, 1.15)
     p_spaced: float = 0.3                               # share of lines set with letter spacing
     spacing: tuple[float, float] = (0.02, 0.3)          # letter spacing, in em, where set
     tracking: tuple[float, float] = (-0.8, 0.8)         # px added per glyph (all lines)
-    rotate_deg: float = 1.2
+    rotate_deg: float = 0.4                             # detector crops are de-skewed: a residual tilt
     shear: float = 0.12
     p_lowres: float = 0.5
     lowres: tuple[float, float] = (1.0, 2.6)            # downsample factor (300 dpi -> ~110 dpi)
