@@ -153,7 +153,7 @@ def main(args: ProbeArgs) -> dict:
 
     from core.benchmarks.learning_run import run_charset
     from lib.results import atomic_write_json
-    from lib.train.trainer import is_vision_or_projector
+    from lib.train.model import is_vision_or_projector
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(args.seed)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from lib.metrics import tables, text
 
@@ -27,22 +27,31 @@ class Metric:
     aggregation: str  # how the headline number over samples is formed
     fn: Callable | None  # per-pair function (pred, gt, profile=...) -> float
     definition: str
+    # micro-averaged metrics: (preds, gts, profile) -> (numerator, denominator) summed over the pairs, so that
+    # shards (data-parallel ranks) can add theirs before dividing
+    micro_counts: Callable[[Sequence, Sequence, str], tuple[int, int]] | None = None
 
     def __call__(self, *args, **kwargs):
         if self.fn is None:
             raise TypeError(f"metric {self.name!r} is an aggregate only; see its definition: {self.definition}")
         return self.fn(*args, **kwargs)
 
+    def counts(self, preds: Sequence[str | None], gts: Sequence[str | None], profile: str) -> tuple[int, int]:
+        """(numerator, denominator) of the micro aggregate over the pairs, e.g. (Σ edits, Σ |gt|) for cer."""
+        if self.micro_counts is None:
+            raise TypeError(f"metric {self.name!r} has no micro aggregate; its aggregation: {self.aggregation}")
+        return self.micro_counts(preds, gts, profile)
+
 
 METRICS: dict[str, Metric] = {}
 
 
 def register_metric(name: str, higher_is_better: bool, aggregation: str, fn: Callable | None = None,
-                    definition: str | None = None) -> Metric:
+                    definition: str | None = None, micro_counts: Callable | None = None) -> Metric:
     if name in METRICS:
         raise ValueError(f"metric {name!r} is already registered")
     doc = definition or (fn.__doc__ or "").strip()
-    m = Metric(name, higher_is_better, aggregation, fn, " ".join(doc.split()))
+    m = Metric(name, higher_is_better, aggregation, fn, " ".join(doc.split()), micro_counts)
     METRICS[name] = m
     return m
 
@@ -60,8 +69,14 @@ def list_metrics() -> list[Metric]:
     return list(METRICS.values())
 
 
+def _cer_counts(preds: Sequence[str | None], gts: Sequence[str | None], profile: str) -> tuple[int, int]:
+    """(Σ lev(p, g), Σ |g|) after the profile's normalization: the pair scorer scoring.py's cer_micro uses."""
+    b = text.score_pairs(preds, gts, profile, anatomy=False)
+    return int(b.lev.sum()), int(b.len_g.sum())
+
+
 register_metric("cer", False, "micro: Σ lev(p, g) / Σ |g| over samples (the original's overall CER); "
-                "cer_macro = mean of per-sample CER", text.cer)
+                "cer_macro = mean of per-sample CER", text.cer, micro_counts=_cer_counts)
 register_metric("cer_clipped", False, "macro mean of min(CER, 1)", text.cer_clipped)
 register_metric("ned", False, "macro mean", text.ned)
 register_metric("exact_match", True, "macro mean (fraction of samples)", text.exact_match)

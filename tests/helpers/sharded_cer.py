@@ -8,8 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
 
 def fake_prediction(path: str) -> str:
@@ -25,11 +23,12 @@ class _Out:
 def main() -> None:
     from accelerate import Accelerator
 
-    import lib.generation
+    import lib.train.callbacks
     from lib.data import Sample
     from lib.train.callbacks import GenerationCER
 
-    lib.generation.generate_batch = lambda model, processor, prompt, paths, **kw: [_Out(fake_prediction(p)) for p in paths]
+    lib.train.callbacks.generate_batch = lambda model, processor, prompt, paths, **kw: [_Out(fake_prediction(p))
+                                                                                      for p in paths]
 
     acc = Accelerator(cpu=True)
     samples = [Sample(image_path=f"/nowhere/img_{i}.png", text="甲乙丙丁戊己庚"[: 2 + i % 5], index=i, doc_id=f"d{i}")
