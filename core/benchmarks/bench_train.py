@@ -9,8 +9,8 @@ memory and MFU (useful FLOPs per `lib.perf.train_flops` over time x 798 TFLOP/s,
 with the same collator, loss and Trainer subclass - no separate fast path. Before timing, each configuration's
 loss and LoRA gradients on the same fixed batch are compared with TRL's (deterministic, identical adapters).
 
-    python core/benchmarks/bench_train.py --shapes 4b --configs trl:bs=1:gc=1 trl:bs=4:gc=0 ours
-    python core/benchmarks/bench_train.py --shapes tiny --steps 2 --warmup-steps 1 --n-samples 8   # CPU check
+    python -m core.benchmarks.bench_train --shapes 4b --configs trl:bs=1:gc=1 trl:bs=4:gc=0 ours
+    python -m core.benchmarks.bench_train --shapes tiny --steps 2 --warmup-steps 1 --n-samples 8   # CPU check
 
 A configuration is `trl` or `ours`, then `:key=value` overrides: `bs` (per-device batch), `gc` (gradient
 checkpointing 0/1), `ga` (gradient accumulation), `cudnn=0` (keep SDPA off cuDNN for that run), `q4=1` (QLoRA: the
@@ -24,11 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lib.config import field, parse_args
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Does our trainer teach a random-init VLM to read? One command: data -> train -> held-out CER -> learning curve.
 
-    python core/benchmarks/learning_run.py --stage line --work_dir runs/learn --export_parts runs/learn/reader.tar
-    python core/benchmarks/learning_run.py --stage paragraph --init_model runs/learn/reader.tar --work_dir runs/learn2
+    python -m core.benchmarks.learning_run --stage line --work_dir runs/learn --export_parts runs/learn/reader.tar
+    python -m core.benchmarks.learning_run --stage paragraph --init_model runs/learn/reader.tar --work_dir runs/learn2
 
 (GPU: ~9 min each on one H100.)
 
@@ -32,9 +32,6 @@ import random
 import sys
 import time
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lib.config import field, parse_args
 from lib.results import atomic_write_json

@@ -37,7 +37,7 @@ from typing import Any
 
 from lib.results import TrainingMetadata, atomic_write_json, read_training_metadata
 from lib.search import report
-from lib.search.space import decode_params, grid_values, suggest
+from lib.search.space import grid_values, suggest
 from lib.search.storage import (FAIL_REASON_ATTR, WORKER_ATTR, describe_storage, fail_dead_local_trials,
                                 fail_reason, open_storage)
 from lib.search.study import make_pruner, make_sampler

@@ -5,7 +5,6 @@ split across ranks and the counts combined, not about the model). Prints one JSO
 order of the gathered predictions."""
 
 import json
-import sys
 from pathlib import Path
 
 
