@@ -1,4 +1,4 @@
-"""The learning run's pieces (issue 8) on CPU: line/paragraph rendering and held-out strings, fonts packed for a
+"""The learning run's pieces (docs/GPU.md) on CPU: line/paragraph rendering and held-out strings, fonts packed for a
 machine without CJK fonts, the fast length measurement (== one processor call per sample), threaded image
 validation, the vision-tower learning rate, the training time limit, and the learning-curve plot."""
 

@@ -36,7 +36,7 @@ class BenchTrainArgs:
                                help="configurations to run, in order (see the module docstring)")
     n_samples: int = field(64, help="synthetic samples (the dataloader cycles over them)")
     min_answer_tokens: int = field(500, help="shortest answer (tokens)")
-    max_answer_tokens: int = field(1500, help="longest answer (tokens); issue 8's TRL table used 500-1500")
+    max_answer_tokens: int = field(1500, help="longest answer (tokens); docs/GPU.md's TRL table used 500-1500")
     warmup_steps: int = field(3, help="optimizer steps run before timing starts")
     steps: int = field(25, help="timed optimizer steps")
     lora_r: int = field(16, help="LoRA rank (both trainers)")
@@ -158,7 +158,7 @@ def _trl_trainer(model, processor, samples, prompt, opts: dict, args: BenchTrain
         output_dir=str(out_dir), per_device_train_batch_size=int(opts.get("bs", 1)),
         gradient_accumulation_steps=int(opts.get("ga", 1)),
         gradient_checkpointing=bool(int(opts.get("gc", 1))),  # TRL's default is on
-        max_length=None,  # TRL's default 1024 would cut the answers (and change the work); see issue 8
+        max_length=None,  # TRL's default 1024 would cut the answers (and change the work)
         max_steps=max_steps, learning_rate=2e-4, logging_steps=10 ** 6, save_strategy="no", report_to=[],
         bf16=cuda, use_cpu=not cuda, seed=args.seed, dataset_num_proc=None,
     )

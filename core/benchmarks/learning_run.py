@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from lib.config import field, parse_args
-from lib.results import atomic_write_json
+from lib.results import atomic_write_json, read_training_metadata
 from lib.utils.run import run_logged
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -382,7 +382,9 @@ def main(args: LearningRunArgs) -> dict:
     t = time.time()
     _run(cmd, work / "train.log")
     t_train = time.time() - t
-    meta = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
+    meta = read_training_metadata(model_dir)
+    if meta is None:
+        raise SystemExit(f"training wrote no metadata.json in {model_dir} (see {work / 'train.log'})")
     final = Path(meta["final_dir"])
 
     t = time.time()

@@ -28,7 +28,7 @@ N_BOOTSTRAP_UI = 1000  # bootstrap resamples for CIs the viewer computes itself 
 
 
 def count_metric():
-    """The metrics module (owner: metrics), or None while it is not available."""
+    """The metrics module, or None while it is not available."""
     try:
         from lib.utils import count_metric as cm  # noqa: WPS433
 
