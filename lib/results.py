@@ -6,7 +6,7 @@ It is a superset of the original project's result files (`overall_cer`, `overall
 `timestamp`, `model_name`, `samples[{image_path, label, prediction, cer_score, f1_score}]`), which `load_results`
 reads unchanged (they get `schema_version` 0).
 
-Not for: computing scores (lib/utils/count_metric.py does that).
+Not for: computing scores (lib/metrics does that).
 """
 
 from __future__ import annotations
