@@ -35,6 +35,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import optuna
+from optuna.trial import TrialState
+
 from lib.results import TrainingMetadata, atomic_write_json, read_training_metadata
 from lib.search import report
 from lib.search.space import grid_values, suggest
@@ -113,8 +116,6 @@ def _sampler(spec: RunSpec, worker_index: int):
 
 def create_or_load_study(spec: RunSpec, *, resume: bool):
     """Create the study (or open it with `resume`), storing the settings trial processes need."""
-    import optuna
-
     storage = _storage(spec, heartbeat=False)
     directions = METRICS[spec.objective]
     try:
@@ -142,8 +143,6 @@ def create_or_load_study(spec: RunSpec, *, resume: bool):
 
 
 def _objective_factory(spec: RunSpec, storage, *, gpu: str | None):
-    import optuna
-
     study_id = storage.get_study_id_from_name(spec.study_name)
 
     def objective(trial: "optuna.Trial"):
@@ -210,8 +209,6 @@ def _final_metric(trial_dir: Path, metric: str) -> float | None:
 
 
 def _after_trial(spec: RunSpec):
-    from optuna.trial import TrialState
-
     def callback(study, frozen) -> None:
         if frozen.state == TrialState.FAIL:
             reason = fail_reason(study, frozen) or ""
@@ -224,8 +221,6 @@ def _after_trial(spec: RunSpec):
 
 def run_worker(spec: RunSpec, *, n_trials: int | None, worker_index: int = 0, gpu: str | None = None) -> int:
     """Run up to `n_trials` trials of the study in this process; returns how many this worker finished."""
-    import optuna
-
     storage = _storage(spec, heartbeat=True)
     study = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=_sampler(spec, worker_index),
                               pruner=make_pruner(spec.pruner))
@@ -279,9 +274,6 @@ def run_search(spec: RunSpec, *, n_trials: int | None, n_workers: int = 1, resum
                gpus: list[str] | None = None, enqueue: list[dict] | None = None,
                baseline: dict | None = None) -> dict[str, Any]:
     """Create/resume the study, run it with `n_workers` processes, write tables/plots/best config. Returns a summary."""
-    import optuna
-    from optuna.trial import TrialState
-
     start = time.time()
     spec.study_dir.mkdir(parents=True, exist_ok=True)
     study = create_or_load_study(spec, resume=resume)

@@ -22,11 +22,15 @@ def main(argv: list[str] | None = None) -> dict:
     from lib.train import LEGACY_KEYS, SFTArgs, run_training
 
     trial = argparse.ArgumentParser(add_help=False)
-    trial.add_argument("--optuna_storage", required=True, help="storage URL of the study")
-    trial.add_argument("--optuna_study_name", required=True, help="the study")
-    trial.add_argument("--optuna_trial_number", required=True, type=int, help="the RUNNING trial this process trains")
+    trial.add_argument("--optuna_storage", help="storage URL of the study")
+    trial.add_argument("--optuna_study_name", help="the study")
+    trial.add_argument("--optuna_trial_number", type=int, help="the RUNNING trial this process trains")
     known, rest = trial.parse_known_args(sys.argv[1:] if argv is None else argv)
-    args = parse_args(SFTArgs, rest, legacy_keys=LEGACY_KEYS, prog="python -m lib.search.train_trial")
+    prog = "python -m lib.search.train_trial --optuna_storage URL --optuna_study_name NAME --optuna_trial_number N"
+    args = parse_args(SFTArgs, rest, legacy_keys=LEGACY_KEYS, prog=prog)  # --help: the training flags
+    if not (known.optuna_storage and known.optuna_study_name and known.optuna_trial_number is not None):
+        trial.error("--optuna_storage, --optuna_study_name and --optuna_trial_number are required (the search "
+                    "driver passes them)")
     pruning = OptunaPruningCallback(known.optuna_storage, known.optuna_study_name, known.optuna_trial_number)
     return run_training(args, callbacks=[pruning])
 

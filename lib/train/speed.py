@@ -185,6 +185,7 @@ def compile_layers(model, *, dynamic: bool = True, memory_budget: float = 1.0, b
     most that share of its activations for the backward and recomputes the rest (cheapest first) inside the compiled
     backward. It is a process-wide setting read when a graph compiles (the first steps), so it is set here, before
     any layer runs, and holds for every layer compiled afterwards in this process."""
+    # imported here: the compiler stack loads in seconds, and only compiled runs need it
     import torch._dynamo
     import torch._functorch.config as functorch_config
 
