@@ -57,7 +57,9 @@ class Metric:
         (data-parallel ranks) add theirs before dividing."""
         if self.micro_arrays is None:
             raise TypeError(f"metric {self.name!r} has no micro aggregate; its aggregation: {self.aggregation}")
-        num, den = self.micro_arrays(text.score_pairs(preds, gts, profile, anatomy=False))
+        # in this process (no worker processes): the callers include training processes that hold a GPU
+        num, den = self.micro_arrays(text.score_pairs(preds, gts, profile, anatomy=False,
+                                                      min_chars_for_processes=1 << 62))
         return int(num.sum()), int(den.sum())
 
 
