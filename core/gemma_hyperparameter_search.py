@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Hyperparameter search for OCR fine-tuning (Optuna): minimise validation CER (or loss), prune losing trials.
 
-Each trial runs `core/sft_gemma.py` (the same training code) in its own process with a time limit; the study is
-stored in SQLite by default (`optuna_studies/<study>.db`), or any RDB URL / journal file given by --storage.
+Each trial runs the training of core/sft_gemma.py (`python -m lib.search.train_trial`) in its own process with a
+time limit; the study is stored in SQLite by default (`optuna_studies/<study>.db`), or any RDB URL / journal file
+given by --storage.
 
     # Bayesian (TPE) search, 20 trials, search space + fixed settings from a config file
     python core/gemma_hyperparameter_search.py --study-name gemma-ocr --n-trials 20 \
@@ -88,8 +89,9 @@ class SearchArgs:
     heartbeat_interval: int | None = field(60, help="RDB storages: seconds between trial heartbeats; a trial whose "
                                                     "worker stops beating is marked failed (0 = off)")
     grace_period: int | None = field(None, help="seconds without heartbeat before a trial is failed (default 2x interval)")
-    trial_command: str | None = field(None, help="command that trains one trial (default: this python + "
-                                                 "core/sft_gemma.py); e.g. 'accelerate launch core/sft_gemma.py'")
+    trial_command: str | None = field(None, help="command that trains one trial (default: this python -m "
+                                                 "lib.search.train_trial); e.g. 'accelerate launch -m "
+                                                 "lib.search.train_trial'")
 
     def __post_init__(self):
         if self.n_trials is not None and self.n_trials < 0:

@@ -6,6 +6,7 @@
 
 The original project's flags work unchanged (--model_name --input_data --instruction --output_dir --learning_rate
 --num_train_epochs --gradient_accumulation_steps --per_device_train_batch_size --max_seq_length --load_in_4bit ...).
+Any other transformers.TrainingArguments setting: --trainer_args '{"name": value}'.
 Without --config, configs/hyperparm_configs/default.json is used (google/gemma-3-12b-it, 4-bit). Writes
 output_dir/checkpoint-*, output_dir/lora (adapter + processor + chat template + prompt + training_config.json +
 metadata.json). All flags: --help; details: docs/TRAINING.md.
@@ -21,7 +22,7 @@ from lib.train.args import LEGACY_KEYS, SFTArgs
 
 
 def main(args: SFTArgs) -> dict:
-    from lib.train.trainer import run_training
+    from lib.train import run_training
 
     return run_training(args)
 
@@ -31,7 +32,7 @@ if __name__ == "__main__":
     try:
         main(parse_args(SFTArgs, legacy_keys=LEGACY_KEYS, prog="sft_gemma.py"))
     except Exception as exc:  # readable one-line reason, non-zero exit
-        from lib.train.trainer import TrainingDataError
+        from lib.train import TrainingDataError
 
         if isinstance(exc, TrainingDataError):
             print(f"error: {exc}", file=sys.stderr)

@@ -8,7 +8,8 @@ groups = [("Pipeline", ["validate_data.py", "split_dataset.py", "sft_gemma.py", 
           ("Data", ["synth_data.py", "add_layout.py", "data_analysis/analyze_train_test_data.py", "data_analysis/eval_result_analysis.py"]),
           ("Benchmarks", sorted(str(p.relative_to(ROOT / "core")) for p in (ROOT / "core/benchmarks").glob("bench_*.py")))]
 out = ["# core/ — every script and its flags", "",
-       "Run from the repository root (`python core/<script>.py ...`). Every script takes `--config file.json|yaml`",
+       "Run from the repository root (`python core/<script>.py ...`; benchmarks as modules: `python -m",
+       "core.benchmarks.<name> ...`). Every script takes `--config file.json|yaml`",
        "(precedence: defaults < config file < command line), accepts each flag with `-` or `_`, prints its resolved",
        "config and saves it next to its output. The flag lists below are each script's own `--help` output",
        "(`tests/test_core_readme.py` checks that every flag is documented here).", ""]

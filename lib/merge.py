@@ -20,6 +20,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
+from lib.results import read_training_metadata
+
 __all__ = ["merge_adapter", "verify_merge", "estimate_model_bytes", "check_disk_space", "MergeError",
            "VerifyReport", "COPY_FILES"]
 
@@ -87,10 +89,7 @@ def merge_adapter(adapter_path: str, output_dir: str, *, base_model: str | None 
         src = Path(adapter_path) / name
         if src.is_file():
             shutil.copy2(src, out / (name if name != "metadata.json" else "training_metadata.json"))
-    adapter_meta = {}
-    meta_file = Path(adapter_path) / "metadata.json"
-    if meta_file.is_file():
-        adapter_meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    adapter_meta = read_training_metadata(adapter_path) or {}
     summary = {"base_model": base, "adapter_path": str(adapter_path), "output_dir": str(out), "dtype": str(torch_dtype),
                "architectures": [arch], "disk": disk, "load_in_4bit_during_training": adapter_meta.get("load_in_4bit")}
     (out / "merge_info.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -154,8 +153,7 @@ def verify_merge(adapter_path: str, merged_dir: str, images: Sequence[str], answ
     prompt_file = Path(adapter_path) / "ocr_prompt.yml"
     prompt = load_prompt(prompt_file if prompt_file.is_file() else None)
     if qlora is None:
-        meta = Path(adapter_path) / "metadata.json"
-        qlora = bool(json.loads(meta.read_text()).get("load_in_4bit")) if meta.is_file() else False
+        qlora = bool((read_training_metadata(adapter_path) or {}).get("load_in_4bit"))
     if tolerance is None:
         # fp32 merge of an fp32-trained adapter: rounding only. bf16: bf16 rounding of W + BA. QLoRA: 4-bit error.
         tolerance = 0.5 if qlora else (1e-3 if dtype in ("float32", "fp32") else 0.15)

@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lib.results import read_training_metadata
+
 __all__ = ["load_model_and_processor", "load_processor", "resolve_dtype", "NOT_QUANTIZED_MODULES", "end_of_turn_ids",
            "adapter_base_model", "is_adapter_dir", "ModelLoadError"]
 
@@ -63,13 +65,7 @@ def adapter_base_model(adapter_path: str | os.PathLike) -> str:
         raise ModelLoadError(f"{adapter_path}/adapter_config.json has no base_model_name_or_path; pass the base "
                              "model with --model_name and the adapter with --adapter_path")
     # A training run records the embedded id (not the cache folder) so the adapter works on another machine.
-    meta = Path(adapter_path) / "metadata.json"
-    if meta.is_file():
-        try:
-            base = json.loads(meta.read_text(encoding="utf-8")).get("base_model", base) or base
-        except json.JSONDecodeError:
-            pass
-    return base
+    return (read_training_metadata(adapter_path) or {}).get("base_model") or base
 
 
 @contextlib.contextmanager

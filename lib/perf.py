@@ -9,7 +9,7 @@ the same samples. Nothing here trains; it builds inputs and counts.
   character-level tokenizer (no hub). Its special-token ids are the ones `build_gemma3_vlm` puts in the config.
 - `write_ocr_workload(...)`: one image + a 500-2000-token answer per row, written as PNG + a raw-format JSON that
   `lib.data.load_samples` reads - the same data path training uses.
-- `train_flops(...)`: useful FLOPs of one training sequence (the formula of issue 8, stated in `train_flops`).
+- `train_flops(...)`: useful FLOPs of one training sequence (the formula is stated in `train_flops`).
 - `StepTimer`: a `transformers.TrainerCallback` that times steps after a warm-up with device syncs and records peak
   memory; `StepProfiler`: one that runs `torch.profiler` over a few later steps (device busy share, top operators).
 
@@ -276,7 +276,7 @@ def attention_pairs(length: int, window: int | None) -> int:
 
 
 def train_flops(c: ModelCounts, seq_len: int, loss_tokens: int, n_images: int) -> float:
-    """Useful FLOPs of one training sequence (issue 8's formula; checkpoint recompute not counted):
+    """Useful FLOPs of one training sequence (checkpoint recompute not counted):
 
     - LM linears: LoRA 4*N*T (forward + input-gradient backward, weights frozen) + 6*N_lora*T; full 6*N*T.
     - LM attention: 3 x (2 matmuls x 2 FLOPs x pairs x heads x head_dim) per layer, pairs per `attention_pairs`

@@ -13,9 +13,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lib.shipped import config_file
+
 __all__ = ["Prompt", "PromptError", "load_prompt", "build_messages", "build_openai_messages", "DEFAULT_PROMPT_PATH"]
 
-DEFAULT_PROMPT_PATH = Path(__file__).resolve().parent.parent / "configs" / "ocr_prompt" / "default.yml"
+DEFAULT_PROMPT_PATH = config_file("ocr_prompt/default.yml")
 _POSITIONS = ("image_first", "text_first")
 
 

@@ -1,11 +1,12 @@
-"""The one results schema: written by core/evaluate.py and core/count_score.py, read by the UIs and the analysis
-scripts. Every key is listed here once.
+"""The file schemas, each key listed once: the evaluation result file (written by core/evaluate.py and
+core/count_score.py, read by the UIs and the analysis scripts) and a training run's metadata.json (`TrainingMetadata`,
+written by lib/train/run.py, read by the search, merging and model loading through `read_training_metadata`).
 
 It is a superset of the original project's result files (`overall_cer`, `overall_f1`, `total_samples`,
 `timestamp`, `model_name`, `samples[{image_path, label, prediction, cer_score, f1_score}]`), which `load_results`
 reads unchanged (they get `schema_version` 0).
 
-Not for: computing scores (lib/utils/count_metric.py does that).
+Not for: computing scores (lib/metrics does that).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any, NotRequired, TypedDict
 SCHEMA_VERSION = 1
 
 __all__ = ["SCHEMA_VERSION", "SampleResult", "ResultFile", "SampleScores", "ProfileScores", "Anatomy", "TableScores",
-           "load_results", "write_results", "atomic_write_json", "ResultsError"]
+           "load_results", "write_results", "atomic_write_json", "ResultsError", "TrainingMetadata",
+           "TRAINING_METADATA_VERSION", "read_training_metadata", "write_training_metadata"]
 
 
 class ResultsError(ValueError):
@@ -221,3 +223,54 @@ def git_commit(repo_dir: str | os.PathLike | None = None) -> str | None:
         return sha.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+TRAINING_METADATA_VERSION = 1
+
+
+class TrainingMetadata(TypedDict):
+    """`metadata.json` of a training run, in `output_dir` and beside the saved adapter/model (`final_dir`)."""
+    schema_version: NotRequired[int]  # TRAINING_METADATA_VERSION; files written before it existed have none
+    base_model: str  # as given (an embedded id stays an id, so the adapter loads on another machine)
+    finetune: str  # lora | full
+    load_in_4bit: bool
+    final_dir: str  # output_dir/lora or output_dir/model
+    global_step: int
+    best_checkpoint: str | None
+    best_metric: float | None
+    metric_for_best_model: str | None  # None without a validation set
+    train_loss: float
+    final_val_loss: NotRequired[float | None]  # with a validation set: the saved model's loss on all of it
+    final_val_cer: NotRequired[float | None]  # greedy generation micro CER (standard profile) of the saved model
+    final_val_cer_n: NotRequired[int]  # validation samples decoded for it
+    train_wall_s: float
+    total_wall_s: float
+    resumed_from: str | None
+    hardware: dict[str, Any]  # platform, cpu_count, processor, gpus, gpu_memory_gb, load_average_1_5_15
+    versions: dict[str, str]  # python, torch, transformers, peft, accelerate, bitsandbytes, trl
+    peak_memory: dict[str, float]  # gpu_peak_allocated_gb, gpu_peak_reserved_gb, cpu_peak_rss_gb
+    git_commit: str | None
+    data: dict[str, Any]  # train/val files, counts, hashes, skipped rows, token and pixel statistics
+    prompt: dict[str, Any]  # the prompt trained with (also ocr_prompt.yml)
+    log_history: list[dict[str, Any]]  # the Trainer's log: loss, learning_rate, eval_loss, eval_cer per step
+    finished_at: str  # ISO 8601
+
+
+def write_training_metadata(meta: TrainingMetadata, path: str | os.PathLike) -> Path:
+    """Write `meta` as `<path>/metadata.json` (a folder) or to `path` (a .json file), atomically."""
+    p = Path(path)
+    p = p if p.suffix == ".json" else p / "metadata.json"
+    meta.setdefault("schema_version", TRAINING_METADATA_VERSION)  # type: ignore[typeddict-item]
+    return atomic_write_json(meta, p)
+
+
+def read_training_metadata(path: str | os.PathLike) -> TrainingMetadata | None:
+    """The metadata of a training run: `<path>/metadata.json` (an output_dir or final_dir) or the file `path`.
+    None when there is none (a model not trained here) or it is not a JSON object (a half-written or foreign file)."""
+    p = Path(path)
+    p = p if p.suffix == ".json" else p / "metadata.json"
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None  # type: ignore[return-value]

@@ -1,7 +1,6 @@
 """Analysis tools: train/test report (leakage on a constructed leaky split), add_layout, result slicing."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,12 +9,10 @@ from PIL import Image, ImageDraw
 from lib import analysis as A
 from lib.config import parse_args
 
+from core import add_layout
+from core.data_analysis import analyze_train_test_data, eval_result_analysis
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "core"))
-sys.path.insert(0, str(ROOT / "core" / "data_analysis"))
-import add_layout  # noqa: E402
-import analyze_train_test_data  # noqa: E402
-import eval_result_analysis  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "real"
 

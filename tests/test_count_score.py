@@ -79,7 +79,6 @@ def test_bad_profile_and_missing_args_fail_with_a_fix(tmp_path):
 
 
 def test_main_returns_the_scored_dict(tmp_path):
-    sys.path.insert(0, str(ROOT))
     from core.count_score import CountScoreArgs, main
 
     src = original_file(tmp_path / "a.json")

@@ -1,4 +1,4 @@
-"""The learning run's pieces (issue 8) on CPU: line/paragraph rendering and held-out strings, fonts packed for a
+"""The learning run's pieces (docs/GPU.md) on CPU: line/paragraph rendering and held-out strings, fonts packed for a
 machine without CJK fonts, the fast length measurement (== one processor call per sample), threaded image
 validation, the vision-tower learning rate, the training time limit, and the learning-curve plot."""
 
@@ -120,7 +120,8 @@ def _args(tmp: Path, **kw):
 
 
 def test_vision_learning_rate_gets_its_own_parameter_groups(tmp_path):
-    from lib.train.trainer import VISION_PREFIXES, build_trainer
+    from lib.train import build_trainer
+    from lib.train.model import VISION_PREFIXES
 
     trainer = build_trainer(_args(tmp_path, vision_learning_rate=5e-3), printer=lambda *a: None)
     opt = trainer.create_optimizer()
@@ -137,7 +138,7 @@ def test_vision_learning_rate_gets_its_own_parameter_groups(tmp_path):
 
 
 def test_time_limit_stops_training_and_keeps_a_checkpoint(tmp_path):
-    from lib.train.trainer import run_training
+    from lib.train import run_training
 
     meta = run_training(_args(tmp_path, max_steps=50, max_train_seconds=0.001, finetune="lora"),
                         printer=lambda *a: None)
@@ -146,7 +147,7 @@ def test_time_limit_stops_training_and_keeps_a_checkpoint(tmp_path):
 
 
 def test_time_limit_evaluates_the_last_step_so_best_model_selection_sees_it(tmp_path):
-    from lib.train.trainer import run_training
+    from lib.train import run_training
 
     meta = run_training(_args(tmp_path, max_steps=50, max_train_seconds=0.001, finetune="lora", val_ratio=0.25,
                               eval_steps=10, save_steps=10, eval_cer_samples=2, final_eval_samples=2,

@@ -18,7 +18,7 @@ EXAMPLE = ROOT / "data" / "example.json"
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory):
-    from lib.train.trainer import run_training
+    from lib.train import run_training
 
     out = tmp_path_factory.mktemp("merge_run")
     args = SFTArgs(model_name="embedded/tiny-gemma3", input_data=str(EXAMPLE), val_ratio=0.0, output_dir=str(out),

@@ -47,7 +47,7 @@ def test_qwen_labels_end_with_im_end_and_skip_image_tokens(qwen):
 
 
 def test_qwen_lora_targets_language_only_by_default(qwen):
-    from lib.train.trainer import lora_target_names
+    from lib.train.model import lora_target_names
 
     model, _ = qwen
     names = lora_target_names(model, language=True, vision=False, suffixes=["q_proj", "v_proj"])
@@ -61,7 +61,7 @@ def test_qwen_train_merge_reload(tmp_path):
     from lib.merge import merge_adapter, verify_merge
     from lib.modeling import load_model_and_processor
     from lib.prompt import load_prompt
-    from lib.train.trainer import run_training
+    from lib.train import run_training
 
     args = SFTArgs(model_name="embedded/tiny-qwen2.5-vl", input_data=str(EXAMPLE), val_ratio=0.25,
                    output_dir=str(tmp_path / "run"), load_in_4bit=False, max_steps=3, per_device_train_batch_size=4,

@@ -105,7 +105,7 @@ def test_continuous_epochs_cut_the_stream_and_restart_on_an_unexpected_epoch():
     """ContinuousEpochs gives each epoch's batches from one DataLoader iterator; an epoch left early or a jump
     (resume-like set_epoch) restarts the stream at the asked epoch with that epoch's batches."""
     from lib.train.sampler import EpochStreamBatchSampler
-    from lib.train.trainer import ContinuousEpochs
+    from lib.train.sampler import ContinuousEpochs
 
     bucket = LengthBucketSampler(3, _lengths(8), seed=4)
     stream = EpochStreamBatchSampler(bucket)

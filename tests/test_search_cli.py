@@ -14,9 +14,9 @@ from lib.config import ConfigError
 from lib.search.report import best_training_config
 from lib.search.space import grid_values, validate_space
 
+from core import gemma_hyperparameter_search as ghs
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "core"))
-import gemma_hyperparameter_search as ghs  # noqa: E402
 
 OPTUNA_DIR = REPO / "configs" / "hyperparm_configs" / "optuna"
 SEARCH_CONFIGS = sorted(p for p in OPTUNA_DIR.glob("*.json") if p.name != "base_config.json")

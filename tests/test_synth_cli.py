@@ -9,9 +9,9 @@ import pytest
 
 from lib.config import parse_args
 
+from core import synth_data
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "core"))
-import synth_data  # noqa: E402
 
 CONFIGS = sorted((ROOT / "configs" / "synth").glob("*.yaml"))
 

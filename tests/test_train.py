@@ -34,7 +34,7 @@ def gemma():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from lib.train.trainer import run_training
+    from lib.train import run_training
 
     out = tmp_path_factory.mktemp("run")
     meta = run_training(_args(out), printer=lambda *a: None)
@@ -108,7 +108,7 @@ def test_run_saves_adapter_processor_config_and_metadata(trained):
 
 
 def test_resume_continues_from_saved_step(trained, tmp_path):
-    from lib.train.trainer import run_training
+    from lib.train import run_training
 
     out, _ = trained
     ckpt = out / "checkpoint-2"
@@ -128,7 +128,7 @@ def test_resume_continues_from_saved_step(trained, tmp_path):
 
 
 def test_invalid_rows_refuse_training_or_are_skipped(tmp_path):
-    from lib.train.trainer import TrainingDataError, run_training
+    from lib.train import TrainingDataError, run_training
 
     rows = json.loads(EXAMPLE.read_text())
     for r in rows:
@@ -154,7 +154,7 @@ def test_over_long_samples_are_reported_and_skipped(gemma, capsys):
     from lib.data import load_samples
     from lib.prompt import load_prompt
     from lib.train.collator import OCRCollator, measure_samples
-    from lib.train.trainer import _filter_long
+    from lib.train.samples import filter_long
 
     _, processor = gemma
     collator = OCRCollator(processor, load_prompt())
@@ -163,7 +163,7 @@ def test_over_long_samples_are_reported_and_skipped(gemma, capsys):
     assert all(ln.n_image_tokens == 16 and ln.pixels == (96, 96) for ln in lengths)
     limit = sorted(ln.n_tokens for ln in lengths)[len(lengths) // 2]
     lines = []
-    kept, stats = _filter_long(collator, samples, limit, "train", printer=lines.append)
+    kept, stats = filter_long(collator, samples, limit, "train", printer=lines.append)
     too_long = [ln.index for ln in lengths if ln.n_tokens > limit]
     assert too_long and stats["skipped_too_long"] == too_long
     assert [s.index for s in kept] == [ln.index for ln in lengths if ln.n_tokens <= limit]

@@ -19,7 +19,7 @@ def test_qlora_keeps_vision_unquantized_and_merges_into_bf16(tmp_path):
     from lib.merge import merge_adapter, verify_merge
     from lib.modeling import load_model_and_processor
     from lib.train.args import SFTArgs
-    from lib.train.trainer import run_training
+    from lib.train import run_training
 
     model, _ = load_model_and_processor("embedded/tiny-gemma3", load_in_4bit=True)
     kinds = {n: type(m).__name__ for n, m in model.named_modules()}

@@ -13,7 +13,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from lib.train.speed import chunked_label_ce, label_only_loss, no_grad_frozen_vision, no_sync_placeholder_mask  # noqa: E402
+from lib.train.internals import no_grad_frozen_vision, no_sync_placeholder_mask  # noqa: E402
+from lib.train.speed import chunked_label_ce, label_only_loss  # noqa: E402
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
@@ -127,7 +128,7 @@ def test_padded_batch_mask_and_loss_equal_single_samples(side, tmp_path):
     from lib.prompt import load_prompt
     from lib.train.args import SFTArgs
     from lib.train.collator import OCRCollator
-    from lib.train.trainer import apply_peft
+    from lib.train.model import apply_peft
 
     torch.manual_seed(0)
     proc = bench_processor("tiny")
@@ -174,7 +175,7 @@ def test_group_by_length_sampler_keeps_every_sample_and_cuts_padding(tmp_path):
     from lib.data import load_samples
     from lib.perf import bench_processor, build_gemma3_vlm, write_ocr_workload
     from lib.train.args import SFTArgs
-    from lib.train.trainer import build_trainer
+    from lib.train import build_trainer
 
     proc = bench_processor("tiny")
     samples = load_samples(write_ocr_workload(tmp_path / "d", 160, min_tokens=5, max_tokens=200, image_size=32, seed=1))
@@ -215,7 +216,8 @@ def test_continuous_epochs_train_what_the_plain_loader_trains(tmp_path):
     from lib.data import load_samples
     from lib.perf import bench_processor, build_gemma3_vlm, write_ocr_workload
     from lib.train.args import SFTArgs
-    from lib.train.trainer import ContinuousEpochs, build_trainer
+    from lib.train import build_trainer
+    from lib.train.sampler import ContinuousEpochs
 
     proc = bench_processor("tiny")
     samples = load_samples(write_ocr_workload(tmp_path / "d", 7, min_tokens=5, max_tokens=60, image_size=32, seed=3))
@@ -269,7 +271,7 @@ def test_compile_layers_compiles_the_chunked_loss_and_workers_persist(tmp_path, 
     from lib.data import load_samples
     from lib.perf import bench_processor, build_gemma3_vlm, write_ocr_workload
     from lib.train.args import SFTArgs
-    from lib.train.trainer import build_trainer
+    from lib.train import build_trainer
 
     proc = bench_processor("tiny")
     samples = load_samples(write_ocr_workload(tmp_path / "d", 4, min_tokens=5, max_tokens=20, image_size=32, seed=1))
@@ -330,7 +332,7 @@ def test_qlora_preparation_keeps_frozen_weights_in_their_dtype():
     peak on the 4B shape, docs/GPU.md). Runs on CPU: the 4-bit flag is what apply_peft looks at; quantized layers themselves need CUDA."""
     from lib.perf import bench_processor, build_gemma3_vlm
     from lib.train.args import SFTArgs
-    from lib.train.trainer import apply_peft
+    from lib.train.model import apply_peft
 
     model = build_gemma3_vlm("tiny", bench_processor("tiny"), dtype=torch.bfloat16)
     model.is_loaded_in_4bit = True
@@ -362,7 +364,7 @@ def test_fast_module_walks_train_the_same_weights(tmp_path):
     from lib.data import load_samples
     from lib.perf import bench_processor, build_gemma3_vlm, write_ocr_workload
     from lib.train.args import SFTArgs
-    from lib.train.trainer import OCRTrainer, build_trainer
+    from lib.train import OCRTrainer, build_trainer
 
     proc = bench_processor("tiny")
     samples = load_samples(write_ocr_workload(tmp_path / "d", 6, min_tokens=5, max_tokens=30, image_size=32, seed=2))

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from lib.config import field, parse_args
+from lib.metrics.registry import pair_metrics
 
 
 @dataclasses.dataclass
@@ -29,7 +30,7 @@ class CompareArgs:
     model2: str = field(help="result JSON of model 2 (the candidate, e.g. after fine-tuning)")
     data_root: list[str] = field(default_factory=list, help="folder(s) images may be served from and relative image "
                                                              "paths start from (e.g. the dataset folder)")
-    metric: str = field("cer", choices=["cer", "ned", "bag_f1", "lcs_f1", "exact_match"],
+    metric: str = field("cer", choices=[m.name for m in pair_metrics()],
                         help="metric of the paired comparison at the top")
     server_name: str = field("127.0.0.1", help="interface to listen on (0.0.0.0 exposes the app to your network)")
     server_port: int = field(7863, aliases=["port"], help="port (0 = any free port)")

@@ -6,18 +6,13 @@ attention. cuDNN builds an execution plan per new shape; with sequence lengths c
 paid again and again. This prints, per backend and sequence length, the first call (plan build) and the median of
 repeated calls with that length, for Gemma-3-4B's attention shape (8 query heads, 4 KV heads, head_dim 256).
 
-    python core/benchmarks/bench_attention.py --lengths 1100 1313 1500 1777
+    python -m core.benchmarks.bench_attention --lengths 1100 1313 1500 1777
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import sys
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lib.config import field, parse_args
 

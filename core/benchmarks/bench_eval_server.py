@@ -2,8 +2,8 @@
 at least 0.9 x W / latency requests per second (the whole path: payload building, base64 images, HTTP, SSE or
 JSON parsing, journal appends). The server runs in its own process (lib/evaluation/stub_server.py).
 
-    python core/benchmarks/bench_eval_server.py                      # W = 1, 4, 16 at 200 ms, JSON
-    python core/benchmarks/bench_eval_server.py --workers 1 4 16 32 --stream true --requests-per-worker 20
+    python -m core.benchmarks.bench_eval_server                      # W = 1, 4, 16 at 200 ms, JSON
+    python -m core.benchmarks.bench_eval_server --workers 1 4 16 32 --stream true --requests-per-worker 20
 """
 
 from __future__ import annotations

@@ -7,20 +7,16 @@ so every image gets the same number of new tokens and the two runs do the same w
 new tokens/s and the ratio, and checks that the batched texts equal the one-at-a-time texts (greedy decoding must not
 depend on the batch; bf16 rounding can flip a near-tie, so the match rate is reported, not asserted).
 
-    python core/benchmarks/bench_generate.py --shape 4b --n-images 16 --batch-size 16 --max-new-tokens 128
-    python core/benchmarks/bench_generate.py --shape tiny --n-images 4 --batch-size 4 --max-new-tokens 8   # CPU check
+    python -m core.benchmarks.bench_generate --shape 4b --n-images 16 --batch-size 16 --max-new-tokens 128
+    python -m core.benchmarks.bench_generate --shape tiny --n-images 4 --batch-size 4 --max-new-tokens 8   # CPU check
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lib.config import field, parse_args
 

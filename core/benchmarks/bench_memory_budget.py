@@ -16,20 +16,14 @@ autograd min-cut partitioner (and activation-memory-budget knapsack) inductor us
 it runs here; on the GPU inductor additionally fuses the pointwise work, so the bytes are indicative, not the GPU's
 exact figures. Speed is not measured here (see bench_train.py on a GPU).
 
-    python core/benchmarks/bench_memory_budget.py --shape 4b --seq_len 1024 --budgets 1.0 0.5 0.33 0.25
-    python core/benchmarks/bench_memory_budget.py --shape tiny --seq_len 64          # seconds; what the test runs
+    python -m core.benchmarks.bench_memory_budget --shape 4b --seq_len 1024 --budgets 1.0 0.5 0.33 0.25
+    python -m core.benchmarks.bench_memory_budget --shape tiny --seq_len 64          # seconds; what the test runs
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import sys
 import time
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lib.config import field, parse_args
 

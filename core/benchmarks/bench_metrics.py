@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark the metric core: score N synthetic samples of ~L Chinese characters, without and with bootstrap.
 
-    nice python core/benchmarks/bench_metrics.py                       # 10,000 × ~2,000 chars, 1,000 resamples
-    python core/benchmarks/bench_metrics.py --n_samples 2000 --profiles standard lenient
+    nice python -m core.benchmarks.bench_metrics                       # 10,000 × ~2,000 chars, 1,000 resamples
+    python -m core.benchmarks.bench_metrics --n_samples 2000 --profiles standard lenient
 
 Predictions are the ground truth with ~3 % character substitutions (a quarter of them Traditional→Simplified
 variants), ~1 % deletions and insertions, 1 % empty predictions and 1 % repetition loops, so every code path of

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Does the search beat the default configuration? Judged on the TEST split, with confidence intervals.
 
-    python core/benchmarks/bench_search.py --data_dir outputs/bench_search/data --n_trials 10 \
+    python -m core.benchmarks.bench_search --data_dir outputs/bench_search/data --n_trials 10 \
         --search_config configs/hyperparm_configs/optuna/quickstart_search.json --work_dir outputs/bench_search/run
 
 1. Runs core/gemma_hyperparameter_search.py on `<data_dir>/train.json` (validation: `<data_dir>/val.json`) with

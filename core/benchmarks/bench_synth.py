@@ -1,7 +1,7 @@
 """Benchmark the synthetic document generator: page-level samples per second, by worker count.
 
-    python core/benchmarks/bench_synth.py --n 600 --workers 1 2
-    taskset -c 0,1 python core/benchmarks/bench_synth.py --n 1000 --workers 1 2    # pinned to 2 cores
+    python -m core.benchmarks.bench_synth --n 600 --workers 1 2
+    taskset -c 0,1 python -m core.benchmarks.bench_synth --n 1000 --workers 1 2    # pinned to 2 cores
 
 Each configuration runs `core/synth_data.py` in a fresh process (so each starts with a cold glyph cache, as a user's
 run does) and reads the timing it records in synth_config.json (generation + writing images and data.json; the

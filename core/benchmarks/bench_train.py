@@ -9,8 +9,8 @@ memory and MFU (useful FLOPs per `lib.perf.train_flops` over time x 798 TFLOP/s,
 with the same collator, loss and Trainer subclass - no separate fast path. Before timing, each configuration's
 loss and LoRA gradients on the same fixed batch are compared with TRL's (deterministic, identical adapters).
 
-    python core/benchmarks/bench_train.py --shapes 4b --configs trl:bs=1:gc=1 trl:bs=4:gc=0 ours
-    python core/benchmarks/bench_train.py --shapes tiny --steps 2 --warmup-steps 1 --n-samples 8   # CPU check
+    python -m core.benchmarks.bench_train --shapes 4b --configs trl:bs=1:gc=1 trl:bs=4:gc=0 ours
+    python -m core.benchmarks.bench_train --shapes tiny --steps 2 --warmup-steps 1 --n-samples 8   # CPU check
 
 A configuration is `trl` or `ours`, then `:key=value` overrides: `bs` (per-device batch), `gc` (gradient
 checkpointing 0/1), `ga` (gradient accumulation), `cudnn=0` (keep SDPA off cuDNN for that run), `q4=1` (QLoRA: the
@@ -24,11 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lib.config import field, parse_args
 
@@ -40,7 +36,7 @@ class BenchTrainArgs:
                                help="configurations to run, in order (see the module docstring)")
     n_samples: int = field(64, help="synthetic samples (the dataloader cycles over them)")
     min_answer_tokens: int = field(500, help="shortest answer (tokens)")
-    max_answer_tokens: int = field(1500, help="longest answer (tokens); issue 8's TRL table used 500-1500")
+    max_answer_tokens: int = field(1500, help="longest answer (tokens); docs/GPU.md's TRL table used 500-1500")
     warmup_steps: int = field(3, help="optimizer steps run before timing starts")
     steps: int = field(25, help="timed optimizer steps")
     lora_r: int = field(16, help="LoRA rank (both trainers)")
@@ -162,7 +158,7 @@ def _trl_trainer(model, processor, samples, prompt, opts: dict, args: BenchTrain
         output_dir=str(out_dir), per_device_train_batch_size=int(opts.get("bs", 1)),
         gradient_accumulation_steps=int(opts.get("ga", 1)),
         gradient_checkpointing=bool(int(opts.get("gc", 1))),  # TRL's default is on
-        max_length=None,  # TRL's default 1024 would cut the answers (and change the work); see issue 8
+        max_length=None,  # TRL's default 1024 would cut the answers (and change the work)
         max_steps=max_steps, learning_rate=2e-4, logging_steps=10 ** 6, save_strategy="no", report_to=[],
         bf16=cuda, use_cpu=not cuda, seed=args.seed, dataset_num_proc=None,
     )

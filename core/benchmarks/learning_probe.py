@@ -7,8 +7,8 @@ workers (no data step), no prompt (`<bos><image tokens> text <eos>`), AdamW with
 bf16 autocast on CUDA, and greedy CER on held-out single lines (`lib.synth.lines`, the learning run's test
 geometry) every `--eval_every` seconds. Several probes share one GPU (the reader uses ~4 GB), e.g. four at once:
 
-    python core/benchmarks/learning_probe.py --name line_lr5e-4 --lr 5e-4 --seconds 440 --out_dir $OUT &
-    python core/benchmarks/learning_probe.py --name grid --aligned_share 1 --aligned_rows top --test aligned &
+    python -m core.benchmarks.learning_probe --name line_lr5e-4 --lr 5e-4 --seconds 440 --out_dir $OUT &
+    python -m core.benchmarks.learning_probe --name grid --aligned_share 1 --aligned_rows top --test aligned &
 
 Sample kinds (mixed by `--aligned_share` / `--page_share`, the rest are single lines):
 - line: 2-12 characters at 18-26 px near the left edge, vertically centred +-10 % (the learning run's line stage);
@@ -26,12 +26,8 @@ import dataclasses
 import json
 import math
 import random
-import sys
 import time
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lib.config import field, parse_args
 
@@ -153,7 +149,7 @@ def main(args: ProbeArgs) -> dict:
 
     from core.benchmarks.learning_run import run_charset
     from lib.results import atomic_write_json
-    from lib.train.trainer import is_vision_or_projector
+    from lib.train.model import is_vision_or_projector
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(args.seed)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Does our trainer teach a random-init VLM to read? One command: data -> train -> held-out CER -> learning curve.
 
-    python core/benchmarks/learning_run.py --stage line --work_dir runs/learn --export_parts runs/learn/reader.tar
-    python core/benchmarks/learning_run.py --stage paragraph --init_model runs/learn/reader.tar --work_dir runs/learn2
+    python -m core.benchmarks.learning_run --stage line --work_dir runs/learn --export_parts runs/learn/reader.tar
+    python -m core.benchmarks.learning_run --stage paragraph --init_model runs/learn/reader.tar --work_dir runs/learn2
 
 (GPU: ~9 min each on one H100.)
 
@@ -33,11 +33,8 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from lib.config import field, parse_args
-from lib.results import atomic_write_json
+from lib.results import atomic_write_json, read_training_metadata
 from lib.utils.run import run_logged
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -385,7 +382,9 @@ def main(args: LearningRunArgs) -> dict:
     t = time.time()
     _run(cmd, work / "train.log")
     t_train = time.time() - t
-    meta = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
+    meta = read_training_metadata(model_dir)
+    if meta is None:
+        raise SystemExit(f"training wrote no metadata.json in {model_dir} (see {work / 'train.log'})")
     final = Path(meta["final_dir"])
 
     t = time.time()

@@ -85,7 +85,7 @@ def analyze(result: dict, args: EvalAnalysisArgs) -> dict:
     have = all(s.get("error") or (isinstance(s.get("scores"), dict) and s["scores"].get(profile)) for s in samples)
     prof_scores = (result.get("scores") or {}).get(profile)
     if args.rescore or not have or not prof_scores:
-        from lib.utils.count_metric import score_result_file
+        from lib.metrics import score_result_file
 
         score_result_file(result, profiles=(profile,), n_bootstrap=args.n_bootstrap, seed=args.seed)
         prof_scores = result["scores"][profile]

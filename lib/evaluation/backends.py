@@ -314,7 +314,7 @@ def weights_fingerprint(*paths: str | None) -> str | None:
 # ---------------------------------------------------------------------------------------------------------------
 
 class HFBackend(Backend):
-    """Batched greedy generation in this process through `lib.modeling` and `lib.generation` (train owner)."""
+    """Batched greedy generation in this process through `lib.modeling` and `lib.generation`."""
 
     name = "hf"
     batched = True

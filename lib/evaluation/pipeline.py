@@ -30,7 +30,7 @@ def journal_path_for(output_file: str, checkpoint_file: str | None) -> Path:
 
 
 def score(result: dict, profiles, n_bootstrap: int, errors_as_empty: bool) -> dict:
-    from lib.utils.count_metric import score_result_file
+    from lib.metrics import score_result_file
 
     return score_result_file(result, profiles=tuple(profiles), n_bootstrap=n_bootstrap, seed=0,
                              errors_as_empty=errors_as_empty)

@@ -30,7 +30,7 @@ def _expand(paths: Sequence[str]) -> list[Path]:
 
 def table_rows(paths: Sequence[str], profile: str = "standard", n_bootstrap: int = 1000) -> list[dict]:
     from lib.results import load_results
-    from lib.utils.count_metric import score_result_file
+    from lib.metrics import score_result_file
 
     rows = []
     for path in _expand(paths):

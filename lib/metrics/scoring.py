@@ -30,7 +30,7 @@ import numpy as np
 
 from lib.metrics import stats
 from lib.metrics.normalization import DEFAULT_PROFILE, PROFILES, check_profile, normalize
-from lib.metrics.registry import get_metric
+from lib.metrics.registry import get_metric, headline_keys, pair_metrics
 from lib.metrics.tables import (DEFAULT_TIME_LIMIT_S, TableParseError, TableTimeout, has_table, looks_like_table,
                                 parse_table, table_cell_text, tree_edit_distance)
 from lib.metrics.text import CHAR_CLASSES, PairBatch, is_st_confusion, score_pairs, seal_ned
@@ -39,10 +39,9 @@ __all__ = ["score_result_file", "paired_comparison", "score_texts", "HEADLINE_ME
 
 log = logging.getLogger(__name__)
 
-# per-sample metric -> (numerator, denominator) used for the headline aggregate
-HEADLINE_METRICS = ("cer_micro", "cer_macro", "cer_clipped_macro", "ned_macro", "bag_f1_macro", "lcs_f1_macro",
-                    "exact_match")
-PER_SAMPLE_METRICS = ("cer", "cer_clipped", "ned", "exact", "bag_f1", "lcs_f1")
+# from the registry: the aggregates in scores[profile] and the per-sample keys of the text metrics
+HEADLINE_METRICS = headline_keys()
+PER_SAMPLE_METRICS = tuple(m.sample_key for m in pair_metrics())
 _TOP_CONFUSIONS = 20
 _MAX_EXAMPLES = 20
 
@@ -72,18 +71,7 @@ def _cer_text(text: str, profile: str) -> str:
 
 
 def _per_sample_arrays(b: PairBatch, both_empty: float) -> dict[str, np.ndarray]:
-    lp, lg, lev = b.len_p.astype(float), b.len_g.astype(float), b.lev.astype(float)
-    safe_g = np.where(lg > 0, lg, 1.0)
-    cer = np.where(lg > 0, lev / safe_g, np.where(lp > 0, 1.0, 0.0))
-    longest = np.maximum(lp, lg)
-    ned = np.where(longest > 0, lev / np.where(longest > 0, longest, 1.0), 0.0)
-    tot = lp + lg
-    safe_tot = np.where(tot > 0, tot, 1.0)
-    tp = b.bag_tp.astype(float)
-    bag = np.where(tot == 0, both_empty, np.where((tp > 0) & (lp > 0) & (lg > 0), 2.0 * tp / safe_tot, 0.0))
-    lcs = np.where(tot == 0, 1.0, 1.0 - b.indel.astype(float) / safe_tot)
-    return {"cer": cer, "cer_clipped": np.minimum(cer, 1.0), "ned": ned, "exact": b.exact.astype(float),
-            "bag_f1": bag, "lcs_f1": lcs}
+    return {m.sample_key: m.from_pairs(b, both_empty) for m in pair_metrics()}
 
 
 def _micro(num: float, den: float) -> float:
@@ -102,25 +90,22 @@ def _aggregate(idx: np.ndarray, arrays: dict[str, np.ndarray], b: PairBatch, cod
         out["ci95"] = {k: None for k in HEADLINE_METRICS}
         out["n_docs"] = 0
         return out
-    lev = b.lev[idx].astype(float)
-    lg = b.len_g[idx].astype(float)
     ones = np.ones(n)
-    out["cer_micro"] = _micro(lev.sum(), lg.sum())
-    out["cer_macro"] = float(arrays["cer"][idx].mean())
-    out["cer_clipped_macro"] = float(arrays["cer_clipped"][idx].mean())
-    out["ned_macro"] = float(arrays["ned"][idx].mean())
-    out["bag_f1_macro"] = float(arrays["bag_f1"][idx].mean())
-    out["lcs_f1_macro"] = float(arrays["lcs_f1"][idx].mean())
-    out["exact_match"] = float(arrays["exact"][idx].mean())
-    out["chars_gt"] = int(lg.sum())
-    out["edits"] = int(lev.sum())
+    ratios: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # aggregate -> per-sample (numerator, denominator)
+    for m in pair_metrics():
+        for key, kind, _ in m.aggregates:
+            if kind == "micro":
+                num, den = (a[idx].astype(float) for a in m.micro_arrays(b))
+                out[key] = _micro(num.sum(), den.sum())
+            else:
+                num, den = arrays[m.sample_key][idx], ones
+                out[key] = float(num.mean())
+            ratios[key] = (num, den)
+    out["chars_gt"] = int(b.len_g[idx].sum())
+    out["edits"] = int(b.lev[idx].sum())
     sub_codes = codes[idx]
     _, dense = np.unique(sub_codes, return_inverse=True)
     out["n_docs"] = int(dense.max()) + 1
-    ratios = {"cer_micro": (lev, lg), "cer_macro": (arrays["cer"][idx], ones),
-              "cer_clipped_macro": (arrays["cer_clipped"][idx], ones), "ned_macro": (arrays["ned"][idx], ones),
-              "bag_f1_macro": (arrays["bag_f1"][idx], ones), "lcs_f1_macro": (arrays["lcs_f1"][idx], ones),
-              "exact_match": (arrays["exact"][idx], ones)}
     out["ci95"] = stats.bootstrap_ratios(dense, ratios, n_bootstrap=n_bootstrap, seed=seed)
     return out
 
@@ -383,10 +368,10 @@ def paired_comparison(result_a: dict, result_b: dict, metric: str = "cer", profi
     bootstrap CI and a sign-flip permutation p-value. Both files are re-scored here with `profile`."""
     check_profile(profile)
     m = get_metric(metric)
-    allowed = ("cer",) + tuple(x for x in PER_SAMPLE_METRICS if x != "cer") + ("exact_match",)
+    allowed = [p.name for p in pair_metrics()]
     if metric not in allowed:
         raise ValueError(f"paired_comparison supports {', '.join(allowed)}; {metric!r} is reported per file only")
-    col = "exact" if metric == "exact_match" else metric
+    col = m.sample_key
     sa, sb = result_a["samples"], result_b["samples"]
     ka, kb = _pair_keys(sa), _pair_keys(sb)
     index_b = {k: i for i, k in enumerate(kb)}
@@ -420,14 +405,13 @@ def paired_comparison(result_a: dict, result_b: dict, metric: str = "cer", profi
     bb, arr_b = run(sb, [j for _, j in pairs])
     codes = stats.group_codes([sa[i].get("doc_id") or sb[j].get("doc_id") for i, j in pairs])
     n = len(pairs)
-    if metric == "cer":
-        den = ba.len_g.astype(float)
-        a_val = _micro(ba.lev.sum(), den.sum())
-        b_val = _micro(bb.lev.sum(), bb.len_g.sum())
-        diff_num = bb.lev.astype(float) - ba.lev.astype(float)
+    if m.micro_arrays is not None:  # cer: the micro aggregate, as in scores[profile]
+        (num_a, den), (num_b, den_b) = ([x.astype(float) for x in m.micro_arrays(bt)] for bt in (ba, bb))
+        a_val, b_val = _micro(num_a.sum(), den.sum()), _micro(num_b.sum(), den_b.sum())
+        diff_num = num_b - num_a
         if den.sum() <= 0:
-            diff_num, den = arr_b["cer"] - arr_a["cer"], np.ones(n)
-        out["mean_sample_difference"] = float((arr_b["cer"] - arr_a["cer"]).mean())
+            diff_num, den = arr_b[col] - arr_a[col], np.ones(n)
+        out["mean_sample_difference"] = float((arr_b[col] - arr_a[col]).mean())
     else:
         a_val, b_val = float(arr_a[col].mean()), float(arr_b[col].mean())
         diff_num, den = arr_b[col] - arr_a[col], np.ones(n)

@@ -1,4 +1,4 @@
-"""The search driver: build the study, run trials (each `core/sft_gemma.py` in its own process), write results.
+"""The search driver: build the study, run trials (each the training in its own process), write results.
 
 `run_search(settings)` is what `core/gemma_hyperparameter_search.py` calls. One study can be worked on by
 
@@ -8,11 +8,13 @@
 
 Each trial: the sampler picks parameters from the search space, they are laid over the fixed training
 configuration (base_config < config file < command line), the result is written to
-`<base_output_dir>/<study>/trial_NNNN/trial_config.json`, and `core/sft_gemma.py --config trial_config.json
---output_dir ... --optuna_storage ... --optuna_study_name ... --optuna_trial_number N` runs with a wall-clock
-limit. Inside it, `lib.search.pruning.OptunaPruningCallback` reports the validation metric and stops a pruned trial
-(exit status 77). The trial is COMPLETE with the last reported value, PRUNED, or FAIL with a reason
-(`fail_reason` user attribute: time limit, exit status + log tail, no metric reported, worker died).
+`<base_output_dir>/<study>/trial_NNNN/trial_config.json`, and `python -m lib.search.train_trial --config
+trial_config.json --output_dir ... --optuna_storage ... --optuna_study_name ... --optuna_trial_number N` runs with a
+wall-clock limit: core/sft_gemma.py's training with `lib.search.pruning.OptunaPruningCallback` passed in, which
+reports the validation metric and stops a pruned trial (exit status 77). The trial's value is the saved model's
+final validation metric from its metadata.json (`lib.results.read_training_metadata`), else the last value the
+callback reported. The trial is COMPLETE, PRUNED, or FAIL with a reason (`fail_reason` user attribute: time limit,
+exit status + log tail, no metric reported, worker died).
 
 Not for: parsing the command line (core/gemma_hyperparameter_search.py) or writing tables/plots (report.py).
 """
@@ -33,9 +35,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lib.results import atomic_write_json
+import optuna
+from optuna.trial import TrialState
+
+from lib.results import TrainingMetadata, atomic_write_json, read_training_metadata
 from lib.search import report
-from lib.search.space import decode_params, grid_values, suggest
+from lib.search.space import grid_values, suggest
 from lib.search.storage import (FAIL_REASON_ATTR, WORKER_ATTR, describe_storage, fail_dead_local_trials,
                                 fail_reason, open_storage)
 from lib.search.study import make_pruner, make_sampler
@@ -54,7 +59,8 @@ class TrialFailed(Exception):
 
 
 def default_trial_command() -> list[str]:
-    return [sys.executable, str(REPO_ROOT / "core" / "sft_gemma.py")]
+    """This Python running the trial entry point as a module (lib/search/train_trial.py)."""
+    return [sys.executable, "-m", "lib.search.train_trial"]
 
 
 @dataclasses.dataclass
@@ -110,8 +116,6 @@ def _sampler(spec: RunSpec, worker_index: int):
 
 def create_or_load_study(spec: RunSpec, *, resume: bool):
     """Create the study (or open it with `resume`), storing the settings trial processes need."""
-    import optuna
-
     storage = _storage(spec, heartbeat=False)
     directions = METRICS[spec.objective]
     try:
@@ -138,8 +142,8 @@ def create_or_load_study(spec: RunSpec, *, resume: bool):
     return study
 
 
-def _objective_factory(spec: RunSpec, *, gpu: str | None):
-    import optuna
+def _objective_factory(spec: RunSpec, storage, *, gpu: str | None):
+    study_id = storage.get_study_id_from_name(spec.study_name)
 
     def objective(trial: "optuna.Trial"):
         params = suggest(trial, spec.search_space)
@@ -163,7 +167,8 @@ def _objective_factory(spec: RunSpec, *, gpu: str | None):
                                 cwd=str(REPO_ROOT))
         trial.set_user_attr("duration_s", round(res.duration_s, 2))
         trial.set_user_attr("returncode", res.returncode)
-        attrs = trial.study._storage.get_trial(trial._trial_id).user_attrs
+        # what the trial process stored (the Trial object here does not see it): public storage API by id
+        attrs = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)).user_attrs
         if res.timed_out:
             raise TrialFailed(f"killed after the trial time limit of {spec.trial_timeout:g} s "
                               f"(--trial-timeout); log: {res.log_path}")
@@ -192,22 +197,18 @@ def _objective_factory(spec: RunSpec, *, gpu: str | None):
     return objective
 
 
+# the study's metric -> the TrainingMetadata key of its final value (the saved model on the whole validation set)
 _FINAL_KEYS = {"eval_cer": "final_val_cer", "eval_loss": "final_val_loss"}
 
 
 def _final_metric(trial_dir: Path, metric: str) -> float | None:
-    """The training's final validation metric from `<trial_dir>/metadata.json` (written by run_training)."""
-    try:
-        meta = json.loads((trial_dir / "metadata.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    value = meta.get(_FINAL_KEYS.get(metric, ""))
+    """The training's final validation metric, from the trial's metadata.json."""
+    meta: TrainingMetadata = read_training_metadata(trial_dir) or {}  # type: ignore[typeddict-item]
+    value = meta.get(_FINAL_KEYS.get(metric, ""))  # type: ignore[misc]
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _after_trial(spec: RunSpec):
-    from optuna.trial import TrialState
-
     def callback(study, frozen) -> None:
         if frozen.state == TrialState.FAIL:
             reason = fail_reason(study, frozen) or ""
@@ -220,8 +221,6 @@ def _after_trial(spec: RunSpec):
 
 def run_worker(spec: RunSpec, *, n_trials: int | None, worker_index: int = 0, gpu: str | None = None) -> int:
     """Run up to `n_trials` trials of the study in this process; returns how many this worker finished."""
-    import optuna
-
     storage = _storage(spec, heartbeat=True)
     study = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=_sampler(spec, worker_index),
                               pruner=make_pruner(spec.pruner))
@@ -230,7 +229,7 @@ def run_worker(spec: RunSpec, *, n_trials: int | None, worker_index: int = 0, gp
         log.warning("trials %s were left RUNNING by a dead worker: marked failed", dead)
     n_before = len(study.trials)
 
-    objective = _objective_factory(spec, gpu=gpu)
+    objective = _objective_factory(spec, storage, gpu=gpu)
 
     def wrapped(trial):
         try:
@@ -275,9 +274,6 @@ def run_search(spec: RunSpec, *, n_trials: int | None, n_workers: int = 1, resum
                gpus: list[str] | None = None, enqueue: list[dict] | None = None,
                baseline: dict | None = None) -> dict[str, Any]:
     """Create/resume the study, run it with `n_workers` processes, write tables/plots/best config. Returns a summary."""
-    import optuna
-    from optuna.trial import TrialState
-
     start = time.time()
     spec.study_dir.mkdir(parents=True, exist_ok=True)
     study = create_or_load_study(spec, resume=resume)

@@ -1,7 +1,9 @@
 """Pruning inside a trial process: report the validation metric to Optuna and stop a trial that is losing.
 
-`core/sft_gemma.py` adds `OptunaPruningCallback` to its trainer when it is given `--optuna_storage`,
-`--optuna_study_name` and `--optuna_trial_number` (the search driver passes them). At every evaluation the callback
+The contract with training is the Trainer's callback interface and nothing else: the trial entry point
+(`python -m lib.search.train_trial`, lib/search/train_trial.py) passes `OptunaPruningCallback` to
+`lib.train.run_training(args, callbacks=[...])`. The training's CER callback puts `eval_cer` into the evaluation
+metrics every `eval_steps`; nothing around `trainer.train()` catches `SystemExit`. At every evaluation the callback
 
 1. takes the study's objective metric (`eval_cer`, the greedy generation CER logged by the training's CER callback,
    or `eval_loss`) from the evaluation metrics or the log,
@@ -26,34 +28,34 @@ import math
 import statistics
 from typing import Any
 
+import optuna
+from optuna.trial import TrialState
 from transformers import TrainerCallback
+
+from lib.search.storage import open_storage
+from lib.search.study import make_pruner
+from lib.search.trial import PARENT_PID_ENV, PRUNED_EXIT_CODE, start_parent_watch
 
 __all__ = ["OptunaPruningCallback", "PRUNED_EXIT_CODE", "PARENT_PID_ENV", "load_trial", "median_at_step"]
 
-from lib.search.trial import PARENT_PID_ENV, PRUNED_EXIT_CODE, start_parent_watch
 log = logging.getLogger(__name__)
 
 
 def load_trial(storage_url: str, study_name: str, trial_number: int):
-    """(study, trial) for a RUNNING trial owned by a search worker, with the study's own pruner."""
-    import optuna
-
-    from lib.search.storage import open_storage
-    from lib.search.study import make_pruner
-
+    """(study, trial, storage, trial_id) for a RUNNING trial owned by a search worker, with the study's own pruner.
+    Only Optuna's public API: the storage's ids by name and number."""
     storage = open_storage(storage_url)
     summary = optuna.load_study(study_name=study_name, storage=storage)
     settings = summary.user_attrs.get("search", {})
     study = optuna.load_study(study_name=study_name, storage=storage,
                               pruner=make_pruner(settings.get("pruner")))
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, int(trial_number))
-    return study, optuna.trial.Trial(study, trial_id)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name),
+                                                               int(trial_number))
+    return study, optuna.trial.Trial(study, trial_id), storage, trial_id
 
 
 def median_at_step(study: Any, step: int) -> float | None:
     """Median intermediate value of the COMPLETE trials at `step` (what MedianPruner compares against)."""
-    from optuna.trial import TrialState
-
     vals = [t.intermediate_values[step] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if step in t.intermediate_values and not math.isnan(t.intermediate_values[step])]
     return statistics.median(vals) if vals else None
@@ -64,7 +66,7 @@ class OptunaPruningCallback(TrainerCallback):
 
     def __init__(self, storage: str, study_name: str, trial_number: int, metric: str | None = None,
                  watch_parent: bool = True):
-        self.study, self.trial = load_trial(storage, study_name, trial_number)
+        self.study, self.trial, self.storage, self.trial_id = load_trial(storage, study_name, trial_number)
         settings = self.study.user_attrs.get("search", {})
         self.metric = metric or settings.get("metric", "eval_cer")
         self.multi_objective = len(self.study.directions) > 1  # Optuna cannot prune multi-objective trials
@@ -73,16 +75,6 @@ class OptunaPruningCallback(TrainerCallback):
         self._eval_steps_seen: set[int] = set()
         if watch_parent:
             start_parent_watch()
-
-    @classmethod
-    def from_args(cls, args: Any) -> "OptunaPruningCallback | None":
-        """The callback for a training-args object with optuna_storage/_study_name/_trial_number, or None."""
-        storage = getattr(args, "optuna_storage", None)
-        name = getattr(args, "optuna_study_name", None)
-        number = getattr(args, "optuna_trial_number", None)
-        if not storage or not name or number is None:
-            return None
-        return cls(storage, name, int(number))
 
     # -- Trainer hooks -------------------------------------------------------------------------------------------
     def on_step_end(self, args, state, control, **kwargs):
@@ -121,7 +113,7 @@ class OptunaPruningCallback(TrainerCallback):
         self.trial.set_user_attr("objective_step", step)
         if self.multi_objective:
             return
-        if step not in self.trial.study._storage.get_trial(self.trial._trial_id).intermediate_values:
+        if step not in self.storage.get_trial(self.trial_id).intermediate_values:
             self.trial.report(value, step)
         if self.trial.should_prune():
             median = median_at_step(self.study, step)

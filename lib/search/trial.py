@@ -1,7 +1,8 @@
 """Run one trial as its own process group with a wall-clock limit, and say how it ended.
 
-The trial is `core/sft_gemma.py` (the same training code users run), started in a new session so that killing its
-process group also kills whatever it started (data-loader workers, torchrun children). A trial that runs past its
+The trial is `python -m lib.search.train_trial` (core/sft_gemma.py's training with the pruning callback), started in
+a new session so that killing its process group also kills whatever it started (data-loader workers, torchrun
+children). A trial that runs past its
 limit gets SIGTERM, then SIGKILL after `grace_s`; its GPU memory is released when the process group is gone.
 
 Not for: deciding what a trial trains (lib/search/driver.py).

@@ -4,20 +4,28 @@ Keeps the original project's flag names (`--model_name --input_data --instructio
 --num_train_epochs --gradient_accumulation_steps --per_device_train_batch_size --max_seq_length --load_in_4bit
 --lora_r --lora_alpha --close_report_to_wandb --is_debug`), both `-` and `_` spellings. The original's config keys
 that no longer exist are in `LEGACY_KEYS`: renamed, or refused with a message saying what replaced them.
+
+Fields named like a `transformers.TrainingArguments` field pass to it unchanged (lib/train/build.py
+`training_arguments`, by name); `trainer_args` passes any other Trainer setting. Only the fields that are ours, or
+whose default differs from the Trainer's, are declared here - each says why.
+
+Not for: building the Trainer's arguments (lib/train/build.py), so `--help` needs no torch or transformers import.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from lib.config import field
+from lib.shipped import config_file
 
 __all__ = ["SFTArgs", "LEGACY_KEYS", "DEFAULT_TRAIN_CONFIG"]
 
-DEFAULT_TRAIN_CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "hyperparm_configs" / "default.json")
+DEFAULT_TRAIN_CONFIG = str(config_file("hyperparm_configs/default.json"))
 
+_SEARCH_ONLY = ("a search trial's setting: the search runs each trial as `python -m lib.search.train_trial`, which "
+                "takes it; a training config does not")
 LEGACY_KEYS = {
     "train_split": "the original's HF split strings ('train[:90%]') are replaced by --val_data (a val file written by "
                    "core/split_dataset.py) or --val_ratio (document-grouped split of --input_data)",
@@ -25,6 +33,9 @@ LEGACY_KEYS = {
     "report_to_wandb": "replaced by report_to: wandb | tensorboard | none",
     "base_output_dir": "replaced by output_dir (the search driver gives each trial its own output_dir)",
     "search_space": "belongs to the search config (core/gemma_hyperparameter_search.py), not to a training config",
+    "optuna_storage": _SEARCH_ONLY,
+    "optuna_study_name": _SEARCH_ONLY,
+    "optuna_trial_number": _SEARCH_ONLY,
     "lora_dir": "adapter_path",
     "train_file": "input_data",
     "eval_file": "val_data",
@@ -74,17 +85,22 @@ class SFTArgs:
                                 "and skipped, never truncated")
     min_pixels: int | None = field(None, help="processor min_pixels (Qwen-style dynamic resolution)")
     max_pixels: int | None = field(None, help="processor max_pixels (Qwen-style dynamic resolution)")
-    # -- optimisation ---------------------------------------------------------------------------------------------
+    # -- optimisation (Trainer fields: passed through by name; defaults that differ from the Trainer's say why) --------
     output_dir: str = field("models/vision_sft", help="checkpoints, final adapter (output_dir/lora) and metadata")
+    # the original project's 2e-4, 5 epochs, batch 1 x 4 accumulation (configs/hyperparm_configs/default.json);
+    # LoRA adapters train at ~10x a full fine-tune's rate (Trainer: 5e-5, 3 epochs, no accumulation)
     learning_rate: float = field(2e-4, help="peak learning rate")
     num_train_epochs: float = field(5.0, help="epochs (ignored when max_steps > 0)")
     max_steps: int = field(-1, help="optimizer steps; > 0 overrides num_train_epochs")
     per_device_train_batch_size: int = field(1, help="batch size per device")
+    # evaluation also decodes with generate(), whose KV cache for a page grows with the batch (Trainer: 8)
     per_device_eval_batch_size: int = field(4, help="eval batch size (loss and generation)")
     gradient_accumulation_steps: int = field(4, help="gradient accumulation steps")
+    # a ratio, as the original's configs give it; transformers 5 takes it as warmup_steps < 1
     warmup_ratio: float = field(0.0, help="share of steps for linear warmup")
     lr_scheduler_type: str = field("cosine", help="transformers scheduler name (cosine, linear, constant, ...)")
     weight_decay: float = field(0.001, help="AdamW weight decay")
+    # unfused AdamW: what the speed and equivalence benchmarks measured (Trainer: adamw_torch_fused)
     optim: str = field("adamw_torch", help="transformers optimizer name (adamw_torch; adamw_8bit needs bitsandbytes)")
     max_grad_norm: float = field(1.0, help="gradient clipping")
     gradient_checkpointing: bool = field(False, help="recompute activations to save memory (slower)")
@@ -94,7 +110,7 @@ class SFTArgs:
     max_train_seconds: float = field(0.0, help="stop training after this many seconds (0 = no limit): the step in "
                                      "progress finishes, a checkpoint is saved and the final evaluation runs")
     tf32: bool = field(False, help="allow TF32 matrix products on Ampere or newer GPUs (for --dtype float32 runs)")
-    # -- speed (owner: gpu; lib/train/speed.py; measured in docs/GPU.md) -------------------------------------------
+    # -- speed (lib/train/speed.py; measured in docs/GPU.md); none changes what the model computes -------------------
     loss_impl: str = field("chunked", choices=["chunked", "logits"], help="chunked: cross-entropy from the final "
                            "hidden states on label positions only, in chunks, its gradient computed in the forward "
                            "(no logits tensor is kept); logits: the model's logits over the answer window")
@@ -109,11 +125,15 @@ class SFTArgs:
     pad_to_multiple_of: int = field(0, help="pad each batch's length up to a multiple of this (64 on GPUs: cuDNN "
                                     "attention builds one plan per length and reuses it); 0 = no extra padding")
     group_by_length: bool = field(False, help="batch samples of similar answer length together (sorted within "
-                                  "megabatches of up to 50 batches with 5%% length jitter, batches shuffled; 6%% padding "
-                                  "instead of 22%% at batch 5 on the GPU benchmark's lengths); the data loader then "
-                                  "also runs through the epochs without stopping at their starts")
+                                  "megabatches of up to 50 batches with 5%% length jitter, batches shuffled: less "
+                                  "padding, docs/GPU.md); the data loader then also runs through the epochs without "
+                                  "stopping at their starts")
+    # the project's seed since its first version (Trainer: 42); also the data order seed (data_seed)
     seed: int = field(3407, help="seed for init of new weights (LoRA) and data order")
     # -- evaluation, checkpoints, logging -------------------------------------------------------------------------
+    # OCR fine-tunes are hundreds of steps, not tens of thousands (Trainer: 500, 500, every checkpoint kept, 500):
+    # validation every 100 steps, a checkpoint at each (best-checkpoint selection needs one per evaluation), the last
+    # two kept (each holds the optimizer state), one dense log line per step
     eval_steps: int = field(100, help="validation loss + generation CER every N steps")
     save_steps: int = field(100, help="checkpoint every N steps (a multiple of eval_steps, for best-model selection)")
     save_total_limit: int | None = field(2, help="checkpoints kept (the best one is always kept)")
@@ -122,6 +142,7 @@ class SFTArgs:
                                   "(fixed subset, first N)")
     final_eval_samples: int = field(0, help="validation samples for the final generation CER (0 = all)")
     eval_max_new_tokens: int = field(512, help="max new tokens for generation-based validation")
+    # what OCR is judged by: the greedy generation CER, not the teacher-forced loss
     metric_for_best_model: str = field("eval_cer", help="best checkpoint by this metric (eval_cer or eval_loss)")
     report_to: str = field("none", choices=["none", "tensorboard", "wandb"], help="experiment tracker")
     close_report_to_wandb: bool = field(False, help="(original flag) same as --report_to none")
@@ -129,10 +150,10 @@ class SFTArgs:
     resume_from_checkpoint: str | None = field(None, help="checkpoint folder, or 'latest' for the newest in output_dir")
     is_debug: bool = field(False, help="print one prediction before and after training")
     dataloader_num_workers: int = field(0, help="data loader worker processes")
-    # -- hyper-parameter search hooks (set by core/gemma_hyperparameter_search.py) ----------------------------------
-    optuna_storage: str | None = field(None, help="Optuna storage URL of the search this run is a trial of")
-    optuna_study_name: str | None = field(None, help="Optuna study name")
-    optuna_trial_number: int | None = field(None, help="Optuna trial number (reports eval_cer, stops when pruned)")
+    # -- any other Trainer setting ----------------------------------------------------------------------------------
+    trainer_args: dict[str, Any] = field(default_factory=dict, help="more transformers.TrainingArguments fields by "
+                                         "name, passed through as given, e.g. '{\"dataloader_prefetch_factor\": 4}'; "
+                                         "they override what training derives (precision, evaluation plan, ...)")
 
     def __post_init__(self):
         if self.close_report_to_wandb:
@@ -157,3 +178,7 @@ class SFTArgs:
         if self.finetune == "lora" and not (self.finetune_language_layers or self.finetune_vision_layers
                                             or self.modules_to_save):
             raise ValueError("LoRA with nothing to train: enable finetune_language_layers or finetune_vision_layers")
+        ours = sorted(set(self.trainer_args) & {f.name for f in dataclasses.fields(self)})
+        if ours:
+            raise ValueError(f"trainer_args sets {ours}: these are training arguments of their own; pass "
+                             f"{' '.join('--' + k for k in ours)} instead")

@@ -1,7 +1,7 @@
 """Training callbacks and the generation-based validation CER.
 
 `GenerationCER` decodes a fixed, capped validation subset greedily (lib.generation, the evaluation path) and
-scores it with the metrics module (micro CER, standard profile). `OCRTrainer.evaluation_loop` adds its value as
+scores it with the registry's `cer` (lib.metrics: micro CER, standard profile - the same code evaluation scores with). `OCRTrainer.evaluation_loop` adds its value as
 `eval_cer` to the evaluation metrics, so it is logged every `eval_steps`, seen by every callback's `on_evaluate`
 (the Optuna pruning callback prunes on it) and used to pick the best checkpoint. No logits are kept: generation
 returns token ids only. In a data-parallel (DDP) run the subset is split across ranks and the edit counts summed.
@@ -15,29 +15,21 @@ import logging
 import time
 from typing import Any, Sequence
 
+import torch
+from accelerate.utils import DistributedType, gather_object
 from transformers import TrainerCallback
+
+from lib.generation import generate_batch
+from lib.metrics import get_metric
 
 __all__ = ["GenerationCER", "StepLogCallback", "TimeLimitCallback", "micro_cer"]
 
 log = logging.getLogger(__name__)
 
 
-def micro_cer_counts(predictions: Sequence[str], labels: Sequence[str], profile: str = "standard") -> tuple[int, int]:
-    """(sum of edit distances, sum of reference lengths) after `normalize(profile)` (lib.metrics)."""
-    from lib.utils.count_metric import normalize
-    from rapidfuzz.distance import Levenshtein
-
-    errs = tot = 0
-    for p, g in zip(predictions, labels):
-        p_n, g_n = normalize(p or "", profile), normalize(g or "", profile)
-        errs += Levenshtein.distance(p_n, g_n)
-        tot += len(g_n)
-    return errs, tot
-
-
 def micro_cer(predictions: Sequence[str], labels: Sequence[str], profile: str = "standard") -> float:
-    """Sum of edit distances / sum of reference lengths, after `normalize(profile)` (lib.metrics)."""
-    errs, tot = micro_cer_counts(predictions, labels, profile)
+    """The registry's micro CER: sum of edit distances / sum of reference lengths after `normalize(profile)`."""
+    errs, tot = get_metric("cer").counts(predictions, labels, profile)
     return errs / tot if tot else 0.0
 
 
@@ -47,8 +39,6 @@ def _shards_generation(accelerator) -> bool:
     decodes the whole subset."""
     if accelerator is None or accelerator.num_processes <= 1:
         return False
-    from accelerate.utils import DistributedType
-
     data_parallel = {getattr(DistributedType, n) for n in ("MULTI_GPU", "MULTI_CPU", "MULTI_XPU", "MULTI_NPU",
                                                            "MULTI_MLU", "MULTI_MUSA", "MULTI_HPU")
                      if hasattr(DistributedType, n)}
@@ -71,8 +61,6 @@ class GenerationCER:
         """Micro CER of greedy generation on the subset. With an `accelerate` Accelerator of a data-parallel run, rank
         r decodes samples r, r + world, ... and the edit counts are summed over ranks (every rank returns the same
         CER; `cer_n_local` is this rank's share); otherwise this process decodes all of them."""
-        from lib.generation import generate_batch
-
         if not self.samples:
             return {}
         t0 = time.perf_counter()
@@ -82,11 +70,8 @@ class GenerationCER:
         preds = [o.text for o in generate_batch(model, self.processor, self.prompt, [s.image_path for s in local],
                                                 max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)] \
             if local else []
-        errs, tot = micro_cer_counts(preds, [s.text for s in local])
+        errs, tot = get_metric("cer").counts(preds, [s.text for s in local], "standard")
         if sharded:
-            import torch
-            from accelerate.utils import gather_object
-
             counts = accelerator.reduce(torch.tensor([errs, tot], dtype=torch.float64, device=accelerator.device),
                                         reduction="sum")
             errs, tot = (int(round(float(x))) for x in counts.cpu())

@@ -1,13 +1,14 @@
-"""Length-grouped batches with little padding (owner: gpu). `SFTArgs.group_by_length` uses it.
+"""The training loader's batches: length-grouped with little padding, streamed through the epochs.
 
-transformers' `LengthGroupedSampler` sorts by length only inside "megabatches" of at most 1/4 of the dataset, so that
-a few hundred OCR pages still give random batches; on 64 samples at batch 5 that leaves 11 % of the positions as
-padding (21 % without grouping). `LengthBucketSampler` sorts inside megabatches of up to 50 batches by length times
-a random factor in [1 - jitter, 1 + jitter]: 6 % padding on the same data at jitter 0.05, while neighbours in length
-still change batches from epoch to epoch. Padding positions cost the GPU as much as real ones (docs/GPU.md).
+`LengthBucketSampler` (`SFTArgs.group_by_length`) sorts by length inside megabatches of up to 50 batches, with a
+random length jitter, so batches hold samples of similar length while neighbours in length still change batches
+from epoch to epoch. transformers' `LengthGroupedSampler` sorts only inside megabatches of at most a quarter of the
+dataset, which on a few hundred OCR pages leaves nearly the padding of random batches. Padding positions cost the
+GPU as much as real ones (the measurements: docs/GPU.md).
 
 `EpochStreamBatchSampler` runs those batches through the epochs without end, for one DataLoader iterator over all
-epochs; under DDP it yields each rank's share as accelerate's own `BatchSamplerShard` cuts it.
+epochs; under DDP it yields each rank's share as accelerate's own `BatchSamplerShard` cuts it. `ContinuousEpochs`
+cuts that one iterator back into the epochs the Trainer asks for (lib/train/internals.py builds the loader).
 
 Not for: padding-free packing (Gemma 3's image masks need real batches).
 """
@@ -17,8 +18,9 @@ from __future__ import annotations
 from typing import Iterator, Sequence
 
 import torch
+from accelerate.data_loader import BatchSamplerShard
 
-__all__ = ["LengthBucketSampler", "EpochStreamBatchSampler"]
+__all__ = ["LengthBucketSampler", "EpochStreamBatchSampler", "ContinuousEpochs"]
 
 
 class LengthBucketSampler(torch.utils.data.Sampler):
@@ -103,14 +105,13 @@ class EpochStreamBatchSampler:
 
     One DataLoader iterator over it runs through every epoch, so the worker processes make the next epoch's first
     batches while the current epoch's last ones train, instead of idling until the Trainer asks for a new iterator
-    (on the H100 that wait was ~0.45 s at every epoch start: docs/GPU.md). `lib.train.trainer.ContinuousEpochs` cuts
-    the stream back into epochs. Deliberately no `set_epoch`/`sampler` attribute: accelerate's `DataLoaderShard`
+    (docs/GPU.md). `ContinuousEpochs` cuts the stream back into epochs. Deliberately no `set_epoch`/`sampler` attribute: accelerate's `DataLoaderShard`
     calls `set_epoch` on those at every new iterator, and here the stream itself says which epoch comes next.
 
     With `num_processes` > 1 it yields rank `process_index`'s share of every epoch, exactly the batches accelerate's
     `BatchSamplerShard` gives that rank from the epoch's batches (even_batches: the last ones filled up from the
     epoch's first samples), so each rank's epochs end where the stream's do; accelerate's own shard wrapper must then
-    pass batches through (`OCRTrainer.get_train_dataloader` sets it to one process)."""
+    pass batches through (lib/train/internals.py sets it to one process)."""
 
     def __init__(self, bucket: LengthBucketSampler, *, drop_last: bool = False, start_epoch: int = 0,
                  num_processes: int = 1, process_index: int = 0, even_batches: bool = True):
@@ -129,16 +130,12 @@ class EpochStreamBatchSampler:
         return n // b if self.drop_last else -(-n // b)
 
     def _shard(self, batches: list) -> list:
-        from accelerate.data_loader import BatchSamplerShard
-
         return list(BatchSamplerShard(_EpochBatches(batches, self.batch_size, self.drop_last), self.num_processes,
                                       self.process_index, even_batches=self.even_batches))
 
     def __len__(self) -> int:
         if self.num_processes == 1:
             return self._global_count()
-        from accelerate.data_loader import BatchSamplerShard
-
         return len(BatchSamplerShard(_EpochBatches([None] * self._global_count(), self.batch_size, self.drop_last),
                                      self.num_processes, self.process_index, even_batches=self.even_batches))
 
@@ -154,3 +151,58 @@ class EpochStreamBatchSampler:
         while True:
             yield from self.epoch_batches(epoch)
             epoch += 1
+
+
+class ContinuousEpochs:
+    """The prepared training DataLoader over an `EpochStreamBatchSampler`, cut back into epochs for the Trainer:
+    `len()` is one epoch, `set_epoch(e)` names the epoch the next `iter()` gives, and each `iter()` yields that
+    epoch's batches from one long-lived iterator - so the data loader's workers never stop at an epoch boundary
+    (the plain loader resets its workers at every `iter()`, and the GPU waits for the new epoch's first batch). If
+    the Trainer asks for an epoch other than the one the stream stands at the start of (first use, an epoch left
+    early), the stream restarts there; the batches are those of `LengthBucketSampler.batches(epoch)` either way.
+    Everything else (dataset, batch_size, ...) is the prepared loader's."""
+
+    def __init__(self, loader, stream):
+        self.loader = loader
+        self.stream = stream
+        self._epoch: int | None = None  # from set_epoch
+        self._it = None
+        self._pos: tuple[int, int] | None = None  # (epoch, batches of it already given) where the stream stands
+
+    def __len__(self) -> int:
+        return len(self.stream)
+
+    def __getattr__(self, name):
+        if name in ("loader", "stream"):  # not yet set (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch = int(epoch)
+
+    def __iter__(self):
+        epoch = self._epoch if self._epoch is not None else (self._pos[0] if self._pos else 0)
+        if self._it is None or self._pos != (epoch, 0):
+            self.close()
+            self.stream.start_epoch = epoch
+            self._it = iter(self.loader)
+            self._pos = (epoch, 0)
+        self._epoch = None
+        return self._take(epoch, len(self))
+
+    def _take(self, epoch: int, n: int):
+        for k in range(n):
+            batch = next(self._it)
+            self._pos = (epoch, k + 1) if k + 1 < n else (epoch + 1, 0)
+            yield batch
+
+    def close(self) -> None:
+        """End the long-lived iterator (the loader leaves accelerate's list of active loaders, as at a normal end)."""
+        if self._it is not None:
+            stop = getattr(self._it, "close", None)  # accelerate's loaders iterate in a generator
+            if callable(stop):
+                stop()
+            self._it = None
+            end = getattr(self.loader, "end", None)
+            if callable(end):
+                end()

@@ -1,13 +1,12 @@
-"""Speed and memory for training vision-language models (owner: gpu). Each piece is switched by an SFTArgs field
-(`loss_impl`, `vision_no_grad`, `compile_layers`, `pad_to_multiple_of`); measured in docs/GPU.md.
+"""Speed and memory for training vision-language models, with public API only. Each piece is switched by an SFTArgs
+field (`loss_impl`, `compile_layers`); measured in docs/GPU.md. The pieces that need private library API
+(`vision_no_grad`, the streamed loader, cheaper clipping) are in lib/train/internals.py.
 
 - `chunked_label_ce`: cross-entropy on the label positions only, from the final hidden states, in chunks, without
   ever materialising (tokens x vocabulary) logits for the whole batch; the gradient is computed in the forward pass
   chunk by chunk (so the head runs 2 matmuls per chunk, not 3) and Gemma's final-logit softcapping is honoured.
 - `label_only_loss`: the model's backbone + `chunked_label_ce`, the loss `compute_loss` returns (mean over label
   tokens, like transformers' and TRL's).
-- `no_grad_frozen_vision`: runs the vision tower + projector under `torch.no_grad()` when none of their parameters
-  train - no activations kept, no backward through them.
 - `compile_layers`: regional `torch.compile` of every decoder/encoder layer (dynamic sequence length) - fuses the
   elementwise work (RMSNorm, rotary, GeLU, LoRA scale/add) and removes most of the per-op Python overhead that
   makes eager training of these models CPU-bound on an H100.
@@ -22,8 +21,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["chunked_label_ce", "loss_index_of", "label_only_loss", "no_grad_frozen_vision", "no_sync_placeholder_mask",
-           "compile_layers", "base_model_of"]
+__all__ = ["chunked_label_ce", "loss_index_of", "label_only_loss", "compile_layers", "base_model_of"]
 
 
 def _ce_chunk(hs: torch.Tensor, w: torch.Tensor, ys: torch.Tensor, softcap: float | None, want_grad: bool):
@@ -179,52 +177,6 @@ def label_only_loss(model, inputs: dict[str, Any], *, chunk: int = 1024, num_ite
     return total / denom
 
 
-def no_grad_frozen_vision(model) -> bool:
-    """If nothing in the vision tower or projector trains, run `get_image_features` under no_grad. Returns whether
-    it did. (Reentrant gradient checkpointing must then not rely on input grads: use use_reentrant=False.)"""
-    base = base_model_of(model)
-    inner = getattr(base, "model", base)
-    parts = [getattr(inner, n, None) for n in ("vision_tower", "visual", "multi_modal_projector")]
-    parts = [p for p in parts if p is not None]
-    if not parts or any(p.requires_grad for part in parts for p in part.parameters()):
-        return False
-    orig = inner.get_image_features
-    if getattr(orig, "_no_grad_wrapped", False):
-        return True
-
-    @functools.wraps(orig)
-    def get_image_features(*args, **kwargs):
-        with torch.no_grad():
-            return orig(*args, **kwargs)
-
-    get_image_features._no_grad_wrapped = True
-    inner.get_image_features = get_image_features
-    return True
-
-
-def no_sync_placeholder_mask(model) -> bool:
-    """Replace the model's `get_placeholder_mask` with one that does not read a GPU value on the host.
-
-    transformers' Gemma 3 version formats an error message containing a GPU tensor and checks the image-token count
-    with a host-side assert on every forward - two device syncs per step that stop the CPU from queueing work ahead
-    of the GPU. The processor already expands each image placeholder to exactly the model's image-token count, so
-    the mask alone is enough. Returns whether the model had such a method."""
-    base = base_model_of(model)
-    inner = getattr(base, "model", base)
-    if not hasattr(inner, "get_placeholder_mask") or type(inner).__name__ != "Gemma3Model":
-        return False
-    image_token_id = base.config.image_token_id
-
-    def get_placeholder_mask(input_ids, inputs_embeds, image_features=None, **_):
-        if input_ids is None:  # embeddings given: fall back to the original (comparison with the image embedding)
-            return type(inner).get_placeholder_mask(inner, input_ids, inputs_embeds=inputs_embeds,
-                                                    image_features=image_features)
-        return (input_ids == image_token_id).unsqueeze(-1).to(inputs_embeds.device)
-
-    inner.get_placeholder_mask = get_placeholder_mask
-    return True
-
-
 def compile_layers(model, *, dynamic: bool = True, memory_budget: float = 1.0, backend="inductor") -> int:
     """Regional torch.compile: compile each decoder layer of the language model and each encoder layer of the vision
     tower in place (`nn.Module.compile`). Returns the number of layers compiled.
@@ -233,14 +185,14 @@ def compile_layers(model, *, dynamic: bool = True, memory_budget: float = 1.0, b
     most that share of its activations for the backward and recomputes the rest (cheapest first) inside the compiled
     backward. It is a process-wide setting read when a graph compiles (the first steps), so it is set here, before
     any layer runs, and holds for every layer compiled afterwards in this process."""
+    # imported here: the compiler stack loads in seconds, and only compiled runs need it
     import torch._dynamo
     import torch._functorch.config as functorch_config
 
     functorch_config.activation_memory_budget = float(memory_budget)
 
     # Every layer shares one code object; train/eval, batch size 1 vs >1 and sliding/global layers each add a
-    # compiled variant. Past the default limit of 8, dynamo silently runs the layer eagerly (our suspected cause of
-    # the slow batch-1 run that followed a batch-2 run in one process, docs/GPU.md; not re-measured).
+    # compiled variant. Past the default limit of 8, dynamo silently runs the layer eagerly (docs/GPU.md).
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     if hasattr(torch._dynamo.config, "accumulated_cache_size_limit"):
         torch._dynamo.config.accumulated_cache_size_limit = max(torch._dynamo.config.accumulated_cache_size_limit, 512)

@@ -18,6 +18,8 @@ import html
 import math
 from typing import Any, Iterable, Sequence
 
+from lib.metrics.registry import aggregate_labels, headline_keys
+
 __all__ = ["Row", "RowFilter", "rows_from_result", "filter_rows", "sort_rows", "worst_k", "slice_table",
            "header_markdown", "header_parts", "overall_scores", "primary_profile", "ensure_scored", "SORT_KEYS", "ERROR_FILTERS",
            "layout_label", "config_json", "rows_table", "ROWS_TABLE_HEADERS", "fmt_score", "count_metric"]
@@ -28,7 +30,7 @@ N_BOOTSTRAP_UI = 1000  # bootstrap resamples for CIs the viewer computes itself 
 
 
 def count_metric():
-    """The metrics module (owner: metrics), or None while it is not available."""
+    """The metrics module, or None while it is not available."""
     try:
         from lib.utils import count_metric as cm  # noqa: WPS433
 
@@ -220,7 +222,7 @@ def _ci(v: Any) -> tuple[float, float] | None:
     return None
 
 
-HEADLINE = ("cer_micro", "cer_macro", "ned_macro", "bag_f1_macro", "lcs_f1_macro", "exact_match")
+HEADLINE = headline_keys()  # the metric registry's aggregates, in its order (lib/metrics/registry.py)
 
 
 def overall_scores(agg: dict) -> list[tuple[str, float, tuple[float, float] | None]]:
@@ -267,9 +269,7 @@ def slice_table(result: dict, by: str = "element", n_bootstrap: int = N_BOOTSTRA
     return out
 
 
-METRIC_LABELS = {"cer_micro": "CER (micro)", "cer_macro": "CER (macro)", "ned_macro": "NED (mean)",
-                 "bag_f1_macro": "F1 (bag of chars, mean)", "lcs_f1_macro": "F1 (LCS, mean)",
-                 "exact_match": "exact match", "cer_clipped_macro": "CER clipped at 1 (macro)"}
+METRIC_LABELS = aggregate_labels()  # aggregate key -> label, from the metric registry
 
 
 def header_markdown(result: dict, source: str, recomputed: dict | None = None) -> str:

@@ -13,7 +13,7 @@ from typing import Sequence
 from lib.metrics import *  # noqa: F401,F403 - the public API
 from lib.metrics import __all__ as _metrics_all
 
-__all__ = list(_metrics_all) + ["char_f1_score", "batch_char_f1_score", "f1_score", "batch_f1_score"]
+__all__ = list(_metrics_all) + ["char_f1_score", "batch_char_f1_score"]
 
 
 def char_f1_score(pred: str, gt: str) -> float:
@@ -31,20 +31,3 @@ def batch_char_f1_score(predictions: Sequence[str], references: Sequence[str]) -
     if len(predictions) == 0:
         return 0.0
     return sum(char_f1_score(p, r) for p, r in zip(predictions, references)) / len(predictions)
-
-
-def f1_score(pred: str, gt: str) -> float:
-    """The original's whitespace-token F1 (unused by its scoring; kept for compatibility). 0.0 when tp = 0."""
-    pred_tokens, gt_tokens = pred.split(), gt.split()
-    tp = sum((Counter(pred_tokens) & Counter(gt_tokens)).values())
-    if tp == 0:
-        return 0.0
-    precision, recall = tp / len(pred_tokens), tp / len(gt_tokens)
-    return 2 * precision * recall / (precision + recall)
-
-
-def batch_f1_score(references: Sequence[str], predictions: Sequence[str]) -> float:
-    """Macro mean of f1_score (note the original's argument order: references first); 0.0 for an empty batch."""
-    if len(predictions) == 0:
-        return 0.0
-    return sum(f1_score(p, r) for p, r in zip(predictions, references)) / len(predictions)

@@ -1,7 +1,7 @@
 """Run `core/sft_gemma.py` unchanged (under `accelerate launch`) and save this rank's trainable weights at the end.
 
 Used by tests/test_multigpu.py: `accelerate launch ... tests/helpers/ddp_train_dump.py <dump_dir> <sft_gemma.py args>`.
-The only addition to the real run is a callback (added through `lib.train.trainer.build_trainer`, which
+The only addition to the real run is a callback (added through `lib.train.run.build_trainer`, which
 `run_training` calls) that writes `<dump_dir>/rank<r>.pt` = {"before", "after", "world_size", "steps", "loader"}.
 """
 
@@ -9,16 +9,14 @@ import runpy
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+import torch
+from transformers import TrainerCallback
 
-import torch  # noqa: E402
-from transformers import TrainerCallback  # noqa: E402
+import lib.train.run as run
 
-import lib.train.trainer as tr  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[2]  # the test puts it on PYTHONPATH
 dump_dir = Path(sys.argv[1])
-_orig_build = tr.build_trainer
+_orig_build = run.build_trainer
 
 
 class _Dump(TrainerCallback):
@@ -46,6 +44,6 @@ def build_trainer(*a, **kw):
     return trainer
 
 
-tr.build_trainer = build_trainer
+run.build_trainer = build_trainer
 sys.argv = [str(ROOT / "core" / "sft_gemma.py")] + sys.argv[2:]
 runpy.run_path(str(ROOT / "core" / "sft_gemma.py"), run_name="__main__")

@@ -5,11 +5,8 @@ split across ranks and the counts combined, not about the model). Prints one JSO
 order of the gathered predictions."""
 
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
 
 def fake_prediction(path: str) -> str:
@@ -25,11 +22,12 @@ class _Out:
 def main() -> None:
     from accelerate import Accelerator
 
-    import lib.generation
+    import lib.train.callbacks
     from lib.data import Sample
     from lib.train.callbacks import GenerationCER
 
-    lib.generation.generate_batch = lambda model, processor, prompt, paths, **kw: [_Out(fake_prediction(p)) for p in paths]
+    lib.train.callbacks.generate_batch = lambda model, processor, prompt, paths, **kw: [_Out(fake_prediction(p))
+                                                                                      for p in paths]
 
     acc = Accelerator(cpu=True)
     samples = [Sample(image_path=f"/nowhere/img_{i}.png", text="甲乙丙丁戊己庚"[: 2 + i % 5], index=i, doc_id=f"d{i}")
