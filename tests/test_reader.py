@@ -13,7 +13,8 @@ from PIL import Image
 
 from lib.reader import charset as CS
 from lib.reader.glyphs import FACES, available_faces, build_atlas, load_atlas, save_atlas
-from lib.reader.preprocess import (LineFinder, ReaderInput, fold_line, join_lines, prepare_lines, split_long_line,
+from lib.evaluation.backends import join_lines
+from lib.reader.preprocess import (LineFinder, ReaderInput, fold_line, prepare_lines, split_long_line,
                                    unstack_vertical)
 from lib.reader.synth import FOLD, LineBatch, LineRenderer, fold_strip, unfold_square
 from lib.reader.text import LineSampler, gongwen_lines

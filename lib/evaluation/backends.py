@@ -379,7 +379,7 @@ class HFBackend(Backend):
 
 
     def _read_lines(self, samples, images, ok_pos, results):
-        from lib.reader.preprocess import join_lines, prepare_lines
+        from lib.reader.preprocess import prepare_lines
 
         per_sample, squares = [], []
         for i, im in zip(ok_pos, images):
@@ -400,6 +400,23 @@ class HFBackend(Backend):
             results[i] = Prediction(text=text, n_tokens=sum(getattr(g, "n_tokens", 0) or 0 for g in part),
                                     finish_reason="stop" if stopped else "length")
         return results
+
+
+def join_lines(boxes: Sequence[tuple[np.ndarray, int]], texts: Sequence[str], layout: str) -> str:
+    """Texts of the squares of one image -> the image's text (pieces of one long line joined, then reading order)."""
+    per_box: dict[int, list[str]] = {}
+    quads: dict[int, np.ndarray] = {}
+    order: list[int] = []
+    for (box, k), text in zip(boxes, texts):
+        key = id(box)
+        if key not in per_box:
+            per_box[key], quads[key] = [], box
+            order.append(key)
+        per_box[key].append(text)
+    merged = ["".join(per_box[k]) for k in order]
+    if len(merged) == 1:
+        return merged[0]
+    return reading_order_text([quads[k] for k in order], merged, layout=layout)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -4,8 +4,8 @@ A model folder with `reader_config.json` (`{"input": "folded_line", "row_height"
 reads line images folded the way it was pretrained (lib/reader/synth.py): the line is scaled to 32 px high,
 padded with white to a multiple of 256 px, and its 256 px pieces are stacked top to bottom. A page or block is
 first cut into lines by PP-OCRv6's text detector (rapidocr, offline; `find_lines`), each line is read on its own,
-and the texts are joined in reading order (lib/evaluation/reading_order.py: XY-cut into bands and columns, rows
-left to right). A line longer than the fold holds (2,048 px at 32 px high, ~60 Hanzi) is cut at its widest
+and the texts are joined in reading order by the hf backend (`join_lines` in lib/evaluation/backends.py, with the
+XY-cut of lib/evaluation/reading_order.py). A line longer than the fold holds (2,048 px at 32 px high, ~60 Hanzi) is cut at its widest
 blank column into pieces that fit; a vertical line (much taller than wide) is cut into its glyphs at blank rows,
 which are then laid out left to right.
 
@@ -203,22 +203,3 @@ def prepare_lines(img: Image.Image, spec: ReaderInput, finder: LineFinder | None
             boxes.append((box, k))
     layout = "rows" if (element or "").lower() == "table" else "auto"
     return squares, boxes, layout
-
-
-def join_lines(boxes: Sequence[tuple[np.ndarray, int]], texts: Sequence[str], layout: str) -> str:
-    """Texts of the squares of one image -> the image's text (pieces of one long line joined, then reading order)."""
-    from lib.evaluation.reading_order import reading_order_text
-
-    per_box: dict[int, list[str]] = {}
-    quads: dict[int, np.ndarray] = {}
-    order: list[int] = []
-    for (box, k), text in zip(boxes, texts):
-        key = id(box)
-        if key not in per_box:
-            per_box[key], quads[key] = [], box
-            order.append(key)
-        per_box[key].append(text)
-    merged = ["".join(per_box[k]) for k in order]
-    if len(merged) == 1:
-        return merged[0]
-    return reading_order_text([quads[k] for k in order], merged, layout=layout)
