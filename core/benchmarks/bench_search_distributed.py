@@ -112,9 +112,15 @@ def throughput(args: BenchDistributedArgs, server: Server, n: int, data: tuple[P
                "--studies-dir", str(run / f"machine{i}" / "studies"), "--trial-timeout", "3600"]
         log = open(run / f"machine{i}.log", "w")
         procs.append((subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log))
-    for p, log in procs:
-        p.wait()
-        log.close()
+    try:
+        for p, _ in procs:
+            p.wait()
+    finally:  # stopped early: the search commands (and through them their trials) go too
+        for p, log in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(timeout=60)
+            log.close()
     wall = time.time() - t0
     bad = [p.returncode for p, _ in procs if p.returncode != 0]
     if bad:
@@ -175,6 +181,10 @@ def report_overhead(url: str, args: BenchDistributedArgs) -> dict:
 
 def main(args: BenchDistributedArgs) -> dict:
     import contextlib
+    import signal
+
+    # a SIGTERM (timeout, kill) unwinds like Ctrl-C: the throwaway PostgreSQL server is stopped and deleted
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     work = Path(args.work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
