@@ -79,7 +79,8 @@ class SearchArgs:
     studies_dir: str = field("optuna_studies", help="folder of the default SQLite file and <study>_best_*.json")
     n_workers: int = field(1, help="worker processes on this machine sharing the study")
     gpus: str | None = field(None, help="comma-separated GPU ids; worker i gets CUDA_VISIBLE_DEVICES=gpus[i %% n]")
-    seed: int | None = field(3407, help="sampler seed (worker i uses seed + i)")
+    seed: int | None = field(3407, help="sampler seed of the study: trial N draws with a seed derived from (seed, "
+                                        "N), so no worker, machine or --resume repeats another trial's draws")
     tpe_startup_trials: int = field(5, help="random trials before TPE starts modelling")
     enqueue_default: bool = field(False, help="run the fixed training config's own values of the searched "
                                               "parameters as the first trial (a baseline inside the study)")

@@ -28,7 +28,6 @@ import math
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -42,7 +41,7 @@ from lib.results import TrainingMetadata, atomic_write_json, read_training_metad
 from lib.search import report
 from lib.search.space import grid_values, suggest
 from lib.search.storage import (FAIL_REASON_ATTR, WORKER_ATTR, describe_storage, fail_dead_local_trials,
-                                fail_reason, open_storage)
+                                fail_reason, fail_stale, open_storage, worker_identity)
 from lib.search.study import make_pruner, make_sampler
 from lib.search.trial import PARENT_PID_ENV, PRUNED_EXIT_CODE, run_trial_process, tail
 
@@ -107,11 +106,25 @@ def _storage(spec: RunSpec, *, heartbeat: bool):
     return open_storage(spec.storage)
 
 
-def _sampler(spec: RunSpec, worker_index: int):
-    seed = None if spec.seed is None else spec.seed + worker_index  # same seed in every worker = same samples
+def _sampler(spec: RunSpec):
+    # One seed for the whole study, in every worker and on every machine: each trial's draws are seeded by
+    # (seed, trial number), so no two trials repeat each other (lib/search/study.py, "Seeding").
     grid = grid_values(spec.search_space) if spec.search_mode == "grid" else None
-    return make_sampler(spec.search_mode, seed=seed, grid=grid, multi_objective=len(METRICS[spec.objective]) > 1,
-                        n_startup_trials=spec.tpe_startup_trials)
+    return make_sampler(spec.search_mode, seed=spec.seed, grid=grid,
+                        multi_objective=len(METRICS[spec.objective]) > 1, n_startup_trials=spec.tpe_startup_trials)
+
+
+def _space_difference(stored: dict, wanted: dict) -> str:
+    """What differs between two search spaces, for one line of an error message."""
+    parts = []
+    for name in sorted(set(stored) | set(wanted)):
+        if name not in wanted:
+            parts.append(f"{name} only in the study")
+        elif name not in stored:
+            parts.append(f"{name} only in this config")
+        elif stored[name] != wanted[name]:
+            parts.append(f"{name}: {json.dumps(stored[name])} in the study, {json.dumps(wanted[name])} here")
+    return "; ".join(parts)
 
 
 def create_or_load_study(spec: RunSpec, *, resume: bool):
@@ -120,7 +133,7 @@ def create_or_load_study(spec: RunSpec, *, resume: bool):
     directions = METRICS[spec.objective]
     try:
         study = optuna.create_study(study_name=spec.study_name, storage=storage, directions=directions,
-                                    sampler=_sampler(spec, 0), pruner=make_pruner(spec.pruner),
+                                    sampler=_sampler(spec), pruner=make_pruner(spec.pruner),
                                     load_if_exists=resume)
     except optuna.exceptions.DuplicatedStudyError:
         raise SystemExit(f"study '{spec.study_name}' already exists in {describe_storage(spec.storage)}: pass "
@@ -135,9 +148,15 @@ def create_or_load_study(spec: RunSpec, *, resume: bool):
         if [d.name.lower() for d in study.directions] != directions or stored.get("objective") != spec.objective:
             raise SystemExit(f"study '{spec.study_name}' optimises {stored.get('objective')}; --objective "
                              f"{spec.objective} cannot resume it (choose another --study-name)")
-        if stored.get("search_space") != spec.search_space or stored.get("base_training_config") != spec.training_config:
-            log.warning("resuming '%s' with a different search space or training config than it started with; "
-                        "the new one is used for new trials and stored", spec.study_name)
+        if stored.get("search_space") is not None and stored.get("search_space") != spec.search_space:
+            # its trials would not be comparable, and TPE would model a space the trials were not drawn from
+            raise SystemExit(f"study '{spec.study_name}' in {describe_storage(spec.storage)} searches another space "
+                             f"({_space_difference(stored['search_space'], spec.search_space)}): resume it with "
+                             f"its own search space, or choose another --study-name; the study was not changed")
+        changed = [k for k in ("base_training_config", "pruner", "search_mode") if stored.get(k) != settings[k]]
+        if changed:
+            log.warning("resuming '%s' with another %s than it was stored with; new trials use this one, and it is "
+                        "stored", spec.study_name, ", ".join(changed))
             study.set_user_attr("search", settings)
     return study
 
@@ -151,7 +170,7 @@ def _objective_factory(spec: RunSpec, storage, *, gpu: str | None):
         trial_dir.mkdir(parents=True, exist_ok=True)
         config = report.best_training_config(spec.training_config, params)
         cfg_path = atomic_write_json(config, trial_dir / "trial_config.json")
-        trial.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": os.getpid(), "gpu": gpu})
+        trial.set_user_attr(WORKER_ATTR, worker_identity(gpu))
         trial.set_user_attr("output_dir", str(trial_dir))
         trial.set_user_attr("training_config", config)
         trial.set_user_attr("decoded_params", params)
@@ -213,20 +232,27 @@ def _after_trial(spec: RunSpec):
         if frozen.state == TrialState.FAIL:
             reason = fail_reason(study, frozen) or ""
             log.warning("trial %d failed: %s", frozen.number, reason.splitlines()[0] if reason else "?")
-        fail_dead_local_trials(study)
+        _fail_dead(study)
         report.cleanup_checkpoints(study, keep_all=spec.keep_all, root=spec.study_dir)
 
     return callback
 
 
+def _fail_dead(study) -> list[int]:
+    """Mark FAIL the trials of workers that died: on this node by pid, elsewhere by the heartbeat."""
+    dead = fail_dead_local_trials(study)
+    stale = fail_stale(study)
+    if dead or stale:
+        log.warning("trials %s were left RUNNING by a dead worker: marked failed", sorted(dead + stale))
+    return dead + stale
+
+
 def run_worker(spec: RunSpec, *, n_trials: int | None, worker_index: int = 0, gpu: str | None = None) -> int:
     """Run up to `n_trials` trials of the study in this process; returns how many this worker finished."""
     storage = _storage(spec, heartbeat=True)
-    study = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=_sampler(spec, worker_index),
+    study = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=_sampler(spec),
                               pruner=make_pruner(spec.pruner))
-    dead = fail_dead_local_trials(study)
-    if dead:
-        log.warning("trials %s were left RUNNING by a dead worker: marked failed", dead)
+    _fail_dead(study)
     n_before = len(study.trials)
 
     objective = _objective_factory(spec, storage, gpu=gpu)
@@ -313,8 +339,8 @@ def run_search(spec: RunSpec, *, n_trials: int | None, n_workers: int = 1, resum
                     proc.kill()
             fh.close()
 
-    study = optuna.load_study(study_name=spec.study_name, storage=open_storage(spec.storage))
-    fail_dead_local_trials(study)
+    study = optuna.load_study(study_name=spec.study_name, storage=_storage(spec, heartbeat=True))
+    _fail_dead(study)
     csv_path, md_path = report.write_trial_table(study, spec.study_dir)
     plots = report.write_plots(study, spec.study_dir)
     best = report.write_best_outputs(study, out_dir=spec.study_dir, studies_dir=spec.studies_dir)

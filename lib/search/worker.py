@@ -12,6 +12,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lib.config import ConfigError
     from lib.search.driver import RunSpec, run_worker
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -21,7 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpu", default=None)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker{a.worker_index} %(levelname)s %(message)s")
-    run_worker(RunSpec.load(a.spec), n_trials=a.n_trials, worker_index=a.worker_index, gpu=a.gpu)
+    try:
+        run_worker(RunSpec.load(a.spec), n_trials=a.n_trials, worker_index=a.worker_index, gpu=a.gpu)
+    except ConfigError as exc:  # e.g. the study database cannot be reached: one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
