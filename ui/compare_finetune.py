@@ -49,9 +49,20 @@ def build_app(args: CompareArgs):
     from lib.ui.samples import ensure_scored, header_parts, rows_from_result
     from lib.ui.viewer import step
 
+    from lib.ui.paths import ServedFiles
+
     gr = import_gradio()
-    roots = allowed_roots(args)
-    raw_a, raw_b = load_results(args.model1), load_results(args.model2)
+    roots = ServedFiles(allowed_roots(args))  # folders images are looked up in; only the pairs' images are served
+    from lib.results import ResultsError
+
+    loaded = []
+    for flag, path in (("--model1", args.model1), ("--model2", args.model2)):
+        try:
+            loaded.append(load_results(path))
+        except ResultsError as exc:
+            raise ResultsError(f"{flag}: {exc} (give a result JSON written by core/evaluate.py or "
+                               f"core/count_score.py)") from None
+    raw_a, raw_b = loaded
     a, rec_a = ensure_scored(raw_a)
     b, rec_b = ensure_scored(raw_b)
     rows_a = rows_from_result(a, original=raw_a if rec_a else None)
@@ -169,6 +180,10 @@ def build_app(args: CompareArgs):
         jump_nb.submit(jump, [order_st, jump_nb, zoom_sl], out_view)
         table.select(pick, [order_st, zoom_sl], out_view)
         zoom_sl.release(lambda order, pos, zoom: view(order, pos, zoom), [order_st, pos_st, zoom_sl], out_view)
+    demo.served_files = roots
+    for p in pairs:  # every image the two files name (and that may be served), nothing else in their folders
+        for row in (p.a, p.b):
+            roots.resolve(row.image_path, bases)
     return demo
 
 
@@ -187,4 +202,7 @@ def main(args: CompareArgs) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(CompareArgs))
+    from lib.errors import cli_errors
+
+    with cli_errors("compare_finetune.py"):  # a malformed --model1, a port in use: one line, exit 2
+        main(parse_args(CompareArgs))

@@ -42,16 +42,17 @@ def allowed_roots(args: ViewerArgs) -> list[str]:
 def build_app(args: ViewerArgs):
     """The Gradio Blocks of the viewer (not launched)."""
     from lib.ui.app import import_gradio
-    from lib.ui.paths import UnsafePathError
+    from lib.ui.paths import ServedFiles, UnsafePathError
     from lib.ui.samples import (ERROR_FILTERS, ROWS_TABLE_HEADERS, RowFilter, config_json, filter_rows, header_parts,
                                 rows_table,
                                 slice_table, sort_rows, worst_k)
-    from lib.ui.viewer import jump_target, open_result, position_text, render_sample, result_names, step
+    from lib.ui.viewer import (jump_target, open_result, position_text, register_images, render_sample,
+                               result_names, step)
 
     gr = import_gradio()
     from lib.results import ResultsError
 
-    roots = allowed_roots(args)
+    roots = ServedFiles(allowed_roots(args))  # the folders images are looked up in; only named images are served
     names = result_names(args.eval_dir)
     initial = args.initial_file
     if initial and initial not in names:  # also accept a path (absolute or from the working dir) inside eval_dir
@@ -82,6 +83,7 @@ def build_app(args: ViewerArgs):
             loaded = open_result(args.eval_dir, name)
         except (UnsafePathError, ResultsError) as exc:
             return None, f"⚠ {exc}", "", {}, gr.update(choices=[]), gr.update(choices=[])
+        register_images(loaded, roots)
         facts, scores = header_parts(loaded.result, loaded.name, loaded.scored if loaded.recomputed else None)
         elements = sorted({r.element or "(none)" for r in loaded.rows})
         layouts = sorted({r.layout or "(none)" for r in loaded.rows})
@@ -251,6 +253,12 @@ def build_app(args: ViewerArgs):
             load, [file_dd], [loaded_st, header_md, scores_md, config_js, element_dd, layout_dd]).then(
             apply, filters, apply_out).then(worst, [loaded_st, k_nb, worst_metric], [worst_df]).then(
             slices, [loaded_st, slice_by], [slice_df])
+    demo.served_files = roots
+    if first:  # the first file's images are servable before any page has loaded it
+        try:
+            register_images(open_result(args.eval_dir, first), roots)
+        except (UnsafePathError, ResultsError):
+            pass  # the page says why when it opens the file
     return demo
 
 
@@ -269,4 +277,7 @@ def main(args: ViewerArgs) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(ViewerArgs))
+    from lib.errors import cli_errors
+
+    with cli_errors("evaluate_viewer.py"):  # a bad flag value, a port in use: one line, exit 2
+        main(parse_args(ViewerArgs))

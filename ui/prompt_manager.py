@@ -162,4 +162,7 @@ def main(args: PromptManagerArgs) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(PromptManagerArgs))
+    from lib.errors import cli_errors
+
+    with cli_errors("prompt_manager.py"):  # a port in use, a bad flag value: one line, exit 2
+        main(parse_args(PromptManagerArgs))

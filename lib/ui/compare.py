@@ -208,10 +208,13 @@ def render_pair(p: Pair, names: tuple[str, str], allowed_roots: Sequence[str], b
                 zoom: int = 100) -> PairView:
     from lib.ui.app import image_html
     from lib.ui.diff import char_diff, diff_html, diff_stats
-    from lib.ui.paths import resolve_image
+    from lib.ui.paths import ServedFiles, resolve_image
     from lib.ui.tables import looks_like_table, side_by_side_html
 
-    img, reason = resolve_image(p.image_path, allowed_roots, bases)
+    if isinstance(allowed_roots, ServedFiles):  # a running app: the image also becomes one it may serve
+        img, reason = allowed_roots.resolve(p.image_path, bases)
+    else:
+        img, reason = resolve_image(p.image_path, allowed_roots, bases)
 
     def line(name: str, r: Row) -> str:
         if r.is_error:

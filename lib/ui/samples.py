@@ -28,13 +28,10 @@ N_BOOTSTRAP_UI = 1000  # bootstrap resamples for CIs the viewer computes itself 
 
 
 def count_metric():
-    """The metrics module (owner: metrics), or None while it is not available."""
-    try:
-        from lib.utils import count_metric as cm  # noqa: WPS433
+    """The metrics module. An import error in it is raised, not hidden behind "scores unavailable"."""
+    from lib.utils import count_metric as cm
 
-        return cm if hasattr(cm, "score_result_file") else None
-    except ImportError:
-        return None
+    return cm
 
 
 def primary_profile(result: dict) -> str | None:

@@ -17,12 +17,12 @@ from typing import Any, Sequence
 
 from lib.ui.app import image_html
 from lib.ui.diff import char_diff, diff_html, diff_stats, legend_html
-from lib.ui.paths import list_files, resolve_image, resolve_inside
+from lib.ui.paths import ServedFiles, list_files, resolve_image, resolve_inside
 from lib.ui.samples import Row, count_metric, ensure_scored, fmt_score, rows_from_result
 from lib.ui.tables import looks_like_table, side_by_side_html
 
 __all__ = ["Loaded", "open_result", "render_sample", "step", "image_bases", "result_names", "SampleView",
-           "position_text", "jump_target"]
+           "position_text", "jump_target", "register_images"]
 
 
 @dataclasses.dataclass
@@ -78,7 +78,7 @@ def render_sample(loaded: Loaded, row: Row, allowed_roots: Sequence[str], zoom: 
                   where: str = "", diff_profile: str | None = None) -> SampleView:
     """Everything shown for one sample. `diff_profile` (e.g. "standard") diffs the normalized texts the score was
     computed on instead of the raw texts."""
-    img, reason = resolve_image(row.image_path, allowed_roots, image_bases(loaded))
+    img, reason = _resolve(row.image_path, allowed_roots, image_bases(loaded))
     gt, pred = row.label, row.prediction
     if diff_profile and pred is not None:
         cm = count_metric()
@@ -101,6 +101,22 @@ def render_sample(loaded: Loaded, row: Row, allowed_roots: Sequence[str], zoom: 
                       diff=diff_html(gt, pred), legend=legend_html(stats), label=row.label,
                       prediction=row.prediction if row.prediction is not None else f"(error: {row.error})",
                       tables=tables)
+
+
+def _resolve(raw: str, allowed: Sequence[str], bases: Sequence[str]):
+    """A ServedFiles (what a running app passes) also records the image as one the app may serve."""
+    if isinstance(allowed, ServedFiles):
+        return allowed.resolve(raw, bases)
+    return resolve_image(raw, allowed, bases)
+
+
+def register_images(loaded: Loaded, served: ServedFiles) -> int:
+    """Add every image the result file names (and that may be served) to `served`; returns how many were found."""
+    n = 0
+    bases = image_bases(loaded)
+    for row in loaded.rows:
+        n += served.resolve(row.image_path, bases)[0] is not None
+    return n
 
 
 def step(order: Sequence[int], current: int | None, delta: int) -> int | None:
