@@ -146,8 +146,15 @@ def test_compare(page, compare_url, fx, tmp_path):
     page.locator("#diff-1 .d-sub").first.wait_for()
     top = page.inner_text("#paired-stats")
     lo, hi = stats["ci95"]
-    assert f"mean difference {stats['difference']:+.4f}" in top
-    assert f"[{lo:+.4f}, {hi:+.4f}]" in top and f"p-value {stats['p_value']:.4g}" in top
+    from lib.metrics.stats import format_p_value
+
+    assert f"difference of micro CER {stats['difference']:+.4f}" in top
+    assert f"[{lo:+.4f}, {hi:+.4f}]" in top
+    assert f"p-value {format_p_value(stats['p_value'], stats['n_permutations'])}" in top
+    counts = {k: stats[k] for k in ("improved", "regressed", "unchanged")}
+    for name, key in (("improved", "improved"), ("regressed", "regressed"), ("same", "unchanged")):
+        assert page.locator("#pair-filter label", has_text=f"{name} ({counts[key]})").count() == 1
+    assert page.locator("#pair-filter label", has_text=f"errors ({stats['n_excluded_errors']})").count() == 1
     # pair 0: model 2 fixed the 臺/台 confusion
     assert "better" in page.inner_text("#pair-info") and page.locator("#diff-2 .d-sub").count() == 0
     assert page.eval_on_selector("#sample-image img", "img => img.complete && img.naturalWidth > 0")
