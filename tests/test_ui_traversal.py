@@ -220,7 +220,8 @@ def test_apps_http_api_fuzz(sandbox):
              "..\\outside\\secret.yml", "sub/../../outside/secret.yml", "linkdir/secret.json", "link.yml",
              "evil.json", f"file://{o}/secret.yml"]  # one of each kind: every extra name costs ~3 round trips
     with running(ev.build_app(vargs), ev.allowed_roots(vargs)) as vurl, running(pm.build_app(pargs)) as purl:
-        vc, pc = Client(vurl, verbose=False), Client(purl, verbose=False)
+        # download_files=False: the run config names the dataset file, which the app (rightly) does not serve
+        vc, pc = Client(vurl, verbose=False, download_files=False), Client(purl, verbose=False)
         assert "before_sft" in str(vc.predict("before_sft.json", api_name="/load"))  # the call path works
         with _REC as rec:
             for name in names:

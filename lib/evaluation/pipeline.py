@@ -92,6 +92,13 @@ def evaluate(args: Any) -> dict:
         log.warning("... and %d more malformed rows skipped", len(bad_rows) - 20)
     if not all_samples:
         raise DataError(f"{args.data_file}: no usable rows ({len(bad_rows)} malformed)")
+    n_corrected = 0
+    if getattr(args, "apply_corrections", False):
+        from lib.review import apply_corrections, load_review
+
+        review = load_review(args.data_file)
+        n_corrected = apply_corrections(all_samples, review)
+        log.info("using %d corrected label(s) from %s", n_corrected, review.path)
     flagged = skipped_flagged(all_samples, args.data_file, args.skip_flagged or [])
     kept = [s for s in all_samples if s.index not in flagged]
     if flagged:
@@ -173,7 +180,7 @@ def evaluate(args: Any) -> dict:
         "data": {"path": str(args.data_file), "hash": identity["data_hash"], "n": len(samples),
                  "n_in_file": len(all_samples) + len(bad_rows), "skipped_flagged": len(flagged),
                  "skip_flagged": list(args.skip_flagged or []), "malformed_rows": bad_rows,
-                 "skipped_duplicates": duplicates, "n_empty_labels": n_empty},
+                 "skipped_duplicates": duplicates, "n_empty_labels": n_empty, "corrected_labels": n_corrected},
         "journal": str(jpath),
         "git_commit": git_commit(),
         "config": cfg,

@@ -23,13 +23,25 @@ from lib.ui.tables import TABLE_CSS
 
 __all__ = ["import_gradio", "launch", "serve_app", "free_port", "file_url", "APP_CSS", "KEYBOARD_JS", "image_html"]
 
-APP_CSS = DIFF_CSS + TABLE_CSS + """
+# One plain CJK sans-serif for every widget (text boxes, tables, diffs): without it, text areas fall back to whatever
+# fontconfig picks for Han characters (a calligraphic face such as AR PL UKai on Debian) while the diff is in Noto.
+CJK_FONT = ('"Noto Sans CJK TC", "Noto Sans TC", "Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans TW", '
+            '"Microsoft JhengHei", "PingFang TC", sans-serif')
+
+APP_CSS = f"""
+:root, .gradio-container {{ --ocr-cjk-font: {CJK_FONT}; --font: var(--ocr-cjk-font);
+  --font-mono: "IBM Plex Mono", "Noto Sans Mono CJK TC", {CJK_FONT}; }}
+.gradio-container, .gradio-container textarea, .gradio-container input, .gradio-container table,
+.gradio-container [role=gridcell], .gradio-container [role=gridcell] *, .gradio-container [role=columnheader] *,
+.gradio-container .prose {{ font-family: var(--ocr-cjk-font) !important; }}
+""" + DIFF_CSS + TABLE_CSS + """
 .ocr-img-wrap { overflow: auto; max-height: 760px; border: 1px solid var(--border-color-primary); border-radius: 6px;
   background: repeating-conic-gradient(#f4f4f4 0% 25%, #fff 0% 50%) 50% / 16px 16px; }
 .ocr-img-wrap img { display: block; max-width: none; }
 .ocr-img-missing { padding: 24px; color: #a00; }
 .ocr-verdict { font-size: 1.1rem; }
 #sample-table { max-height: 430px; overflow: auto; }
+#deep-link textarea, #deep-link input { font-size: 0.8rem; }
 """
 
 # Arrow keys / j k move between samples unless the focus is in a text field.
