@@ -15,7 +15,6 @@ Metric definitions: docs/METRICS.md.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from typing import Optional
 
 from lib.config import field, format_config, parse_args
