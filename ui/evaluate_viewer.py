@@ -301,11 +301,11 @@ def build_app(args: ViewerArgs):
                                   value="position", elem_id="sort-key", scale=1, min_width=130)
             desc_cb = gr.Checkbox(label="descending", value=False, elem_id="sort-desc", scale=1, min_width=100)
         with gr.Row():
-            with gr.Column(scale=3, min_width=320):
+            with gr.Column(scale=3, min_width=440):
                 count_md = gr.Markdown(elem_id="match-count")
                 table = gr.Dataframe(headers=ROWS_TABLE_HEADERS, value=[], interactive=False, type="array",
                                      elem_id="sample-table", max_height=620, wrap=True,
-                                     column_widths=["9%", "13%", "10%", "10%", "10%", "48%"])
+                                     column_widths=["8%", "15%", "12%", "12%", "12%", "41%"])
                 with gr.Accordion("Top character confusions (click one: its samples)", open=True):
                     with gr.Row():
                         confusion_tb = gr.Textbox(label="confusion filter (e.g. 臺→台; empty = off)", scale=3,

@@ -56,11 +56,12 @@ def drop_duplicates(samples: list) -> tuple[list, list[int]]:
 
 def reject_urls(samples, mode: str, data_file) -> None:
     """A URL image with a backend that reads local files fails up front, naming the rows, before any model loads."""
-    from lib.data import URL_FIX, DataError, _is_url
+    from lib.data import URL_FIX, DataError
+    from lib.evaluation.images import is_url
 
     if mode in URL_MODES:
         return
-    rows = [s.index for s in samples if _is_url(s.image_path) and not s.image_path.startswith("data:")]
+    rows = [s.index for s in samples if is_url(s.image_path) and not s.image_path.startswith("data:")]
     if rows:
         shown = ", ".join(str(r) for r in rows[:10]) + (" ..." if len(rows) > 10 else "")
         raise DataError(f"{data_file}: {len(rows)} row(s) have an http(s) image URL (rows {shown}), which --mode "
@@ -112,11 +113,7 @@ def evaluate(args: Any) -> dict:
     report = validate_samples(samples, check_images=False, allow_empty_labels=True, allow_urls=True)
     if not report.ok:
         log.warning("%s", report.format(limit=10))
-    n_empty = sum(1 for s in samples if not s.text.strip())
-    if n_empty:
-        log.warning("%d sample(s) have an empty label: %s from the aggregate scores (per-sample scores are kept)",
-                    n_empty, "included" if getattr(args, "score_empty_labels", False) else "excluded; "
-                    "--score-empty-labels includes them")
+    n_empty = sum(1 for s in samples if not s.text.strip())  # the scorer warns and keeps them out of the aggregates
     log.info("evaluating %d of %d samples from %s", len(samples), len(all_samples), args.data_file)
 
     prompt, meta = load_eval_prompt(args)

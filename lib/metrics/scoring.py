@@ -306,7 +306,8 @@ def score_result_file(result: dict, profiles: Sequence[str] = (DEFAULT_PROFILE,)
     if empty_label:
         log.warning("%d sample(s) have an empty label (first: %s); %s", len(empty_label),
                     samples[included[empty_label[0]]].get("image_path"),
-                    "scored" if score_empty_labels else "left out of the aggregate scores")
+                    "scored" if score_empty_labels else "left out of the aggregate scores (--score-empty-labels "
+                    "includes them)")
     all_idx = np.arange(len(included), dtype=np.int64)
     if not score_empty_labels and empty_label:
         all_idx = np.setdiff1d(all_idx, np.asarray(empty_label, dtype=np.int64))
