@@ -158,6 +158,9 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping of key: value, got {type(data).__name__}")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"config file {p}: keys must be names (text), got {bad[0]!r}")
     return data
 
 

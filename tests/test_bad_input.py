@@ -163,8 +163,8 @@ def test_malformed_rows_are_named(tmp_path, rows, problem):
 
 
 # ------------------------------------------------------------------------------------------------ fuzz
-_json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
+_json_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
                                 st.sampled_from(["img_path", "image_path", "ocr_results", "ocr_text", "text",
                                                  "doc_id", "element", "layout", "x"]), inner, max_size=4),
                             max_leaves=12)
@@ -173,7 +173,8 @@ _json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.float
 @given(content=st.one_of(_json_values.map(lambda v: json.dumps(v).encode()), st.binary(max_size=64),
                          st.text(max_size=40).map(lambda t: t.encode("utf-8"))),
        suffix=st.sampled_from([".json", ".jsonl"]))
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_data_loader_fuzz(tmp_path, content, suffix):
     p = tmp_path / f"fuzz{suffix}"
     p.write_bytes(content)
@@ -187,7 +188,8 @@ def test_data_loader_fuzz(tmp_path, content, suffix):
 
 @given(content=st.one_of(_json_values.map(lambda v: json.dumps(v).encode()), st.binary(max_size=64)),
        suffix=st.sampled_from([".json", ".yaml"]))
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_config_loader_fuzz(tmp_path, content, suffix):
     from lib.train.args import SFTArgs
 
@@ -213,7 +215,7 @@ _TOKENS = ["--mode", "hf", "tesseract", "--workers", "0", "-1", "abc", "--profil
 
 
 @given(st.lists(st.sampled_from(_TOKENS), max_size=8))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 def test_cli_parser_fuzz(argv):
     sys.path.insert(0, str(ROOT / "core"))
     import evaluate as ev
