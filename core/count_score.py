@@ -15,7 +15,6 @@ Metric definitions: docs/METRICS.md.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from typing import Optional
 
 from lib.config import field, format_config, parse_args
@@ -38,6 +37,13 @@ class CountScoreArgs:
     workers: Optional[int] = field(None, help="threads/processes for scoring (default: all available cores)")
     table_time_limit_s: float = field(30.0, help="per-table CPU-time limit for TEDS; slower tables are counted as "
                                                  "timeouts")
+    score_empty_labels: bool = field(False, help="include samples whose label is empty in the aggregate scores "
+                                                 "(default: per-sample scores only, counted as n_empty_labels)")
+    skip_flagged: list[str] = field(default_factory=list, help="leave out samples flagged with any of these in the "
+                                    "review sidecar of the result's dataset (gt_wrong model_wrong ambiguous), or "
+                                    "whose sample carries one of these keys as true")
+    review: Optional[str] = field(None, help="review sidecar to use (default: <dataset>.review.json next to the "
+                                             "dataset file the result records)")
 
     def __post_init__(self):
         from lib.metrics.normalization import check_profile
@@ -89,6 +95,13 @@ def format_scores_table(result: dict) -> str:
     if result.get("n_errors"):
         extra.append(f"{result['n_errors']} samples had errors "
                      f"({'scored as empty' if result.get('errors_as_empty') else 'excluded'})")
+    if prim.get("n_empty_labels"):
+        how = (result.get("scoring") or {}).get("empty_labels", "excluded from aggregates")
+        extra.append(f"warning: {prim['n_empty_labels']} samples have an empty label ({how}; "
+                     f"--score-empty-labels includes them)")
+    unit = (result.get("scoring") or {}).get("bootstrap_unit")
+    if unit and unit != "doc_id":
+        extra.append(f"CIs resample {unit}")
     an = prim.get("anatomy") or {}
     if an.get("n_repetition_loops"):
         extra.append(f"{an['n_repetition_loops']} repetition loops")
@@ -105,6 +118,40 @@ def format_scores_table(result: dict) -> str:
     return "\n".join(lines + extra)
 
 
+def _p(cmp: dict) -> str:
+    from lib.metrics.stats import format_p_value
+
+    text = format_p_value(cmp.get("p_value"), cmp.get("n_permutations"))
+    return text if text.startswith("<") else f"= {text}"
+
+
+def drop_flagged(data: dict, keys: list[str], review_path: str | None, source: str) -> int:
+    """Remove the samples flagged `keys` (review sidecar of the result's dataset, or a true sample key) from
+    `data`; records what was dropped under data['data']. Returns how many."""
+    import os
+    from types import SimpleNamespace
+
+    from lib.review import FLAGS, flagged_rows, sidecar_path
+
+    if not keys:
+        return 0
+    dpath = (data.get("data") or {}).get("path") if isinstance(data.get("data"), dict) else None
+    if any(k in FLAGS for k in keys) and not review_path and not dpath:
+        raise ValueError(f"{source} records no dataset path, so its review sidecar is unknown: pass --review "
+                         f"<dataset>.review.json")
+    if any(k in FLAGS for k in keys) and not review_path and not os.path.isfile(sidecar_path(dpath)):
+        print(f"note: no review sidecar {sidecar_path(dpath)}; only sample keys are checked")
+    samples = data["samples"]
+    rows = [SimpleNamespace(index=i, raw_image_path=s.get("image_path", "")) for i, s in enumerate(samples)]
+    flagged = flagged_rows(dpath or "", rows, keys, review_path) if (dpath or review_path) else set()
+    flagged |= {i for i, s in enumerate(samples) if any(s.get(k) is True for k in keys)}
+    data["samples"] = [s for i, s in enumerate(samples) if i not in flagged]
+    if not isinstance(data.get("data"), dict):
+        data["data"] = {}
+    data["data"]["skipped_flagged_on_rescore"] = {"keys": list(keys), "n": len(flagged)}
+    return len(flagged)
+
+
 def format_comparison(cmp: dict) -> str:
     arrow = "higher is better" if cmp["higher_is_better"] else "lower is better"
     return "\n".join([
@@ -112,7 +159,8 @@ def format_comparison(cmp: dict) -> str:
         f"({arrow}), profile {cmp['profile']}",
         f"  A {cmp.get('model_a')}: {_fmt(cmp['a'])}",
         f"  B {cmp.get('model_b')}: {_fmt(cmp['b'])}",
-        f"  B − A = {_fmt(cmp['difference'])}{_ci(cmp['ci95'])}  p = {_fmt(cmp['p_value'])}",
+        f"  B − A = {_fmt(cmp['difference'])}{_ci(cmp['ci95'])} (difference of {cmp.get('difference_of', 'means')})"
+        f"  p {_p(cmp)}",
         f"  improved {cmp['improved']}, regressed {cmp['regressed']}, unchanged {cmp['unchanged']}; "
         f"only in A {cmp['n_only_a']}, only in B {cmp['n_only_b']}, excluded (errors) {cmp['n_excluded_errors']}",
     ])
@@ -141,9 +189,12 @@ def main(args: CountScoreArgs) -> dict:
     print(f"Reading {args.input}")
     data = load_results(args.input)
     before = {"overall_cer": data.get("overall_cer"), "overall_f1": data.get("overall_f1")}
+    n_flagged = drop_flagged(data, args.skip_flagged, args.review, args.input)
+    if args.skip_flagged:
+        print(f"left out {n_flagged} sample(s) flagged {' '.join(args.skip_flagged)}")
     score_result_file(data, profiles=args.profile, n_bootstrap=args.n_bootstrap, seed=args.seed,
                       errors_as_empty=args.errors_as_empty, workers=args.workers,
-                      table_time_limit_s=args.table_time_limit_s)
+                      table_time_limit_s=args.table_time_limit_s, score_empty_labels=args.score_empty_labels)
     data["timestamp"] = datetime.now().isoformat()
     data.setdefault("rescored", []).append({"by": "core/count_score.py", "input": args.input,
                                             "profiles": list(args.profile), "previous": before,
@@ -162,9 +213,9 @@ def main(args: CountScoreArgs) -> dict:
 
 
 if __name__ == "__main__":
+    from lib.errors import cli_errors
+
     cli_args = parse_args(CountScoreArgs)  # bad flags, profiles or metrics exit 2 with "did you mean ..."
-    try:
+    # ResultsError (unreadable file), a sample without a label, an unreadable review sidecar: one line, exit 2
+    with cli_errors("count_score.py", extra=(ValueError, KeyError, OSError)):
         main(cli_args)
-    except (ValueError, KeyError, OSError) as exc:  # ResultsError (unreadable file), a sample without a label, ...
-        print(f"count_score.py: error: {exc}", file=sys.stderr)
-        sys.exit(1)

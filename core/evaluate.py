@@ -36,7 +36,13 @@ class EvalArgs(BackendArgs):
     output_file: str = field("results/evaluation_results.json", help="result JSON (written atomically at the end)")
     top_k: int = field(0, help="evaluate only the first N samples (0 = all)")
     skip_flagged: list[str] = field(default_factory=list, help="leave out rows where any of these keys is true, "
-                                                                "e.g. gt_noisy (rows with known-bad ground truth)")
+                                                                "e.g. gt_noisy (rows with known-bad ground truth), "
+                                                                "or flagged so in the review sidecar "
+                                                                "<data>.review.json: gt_wrong model_wrong ambiguous")
+    apply_corrections: bool = field(False, help="use the corrected ground truth saved in the review sidecar "
+                                                "<data>.review.json (the evaluation viewer writes it)")
+    score_empty_labels: bool = field(False, help="include samples whose label is empty in the aggregate scores "
+                                                 "(default: per-sample scores only, counted as n_empty_labels)")
     save_interval: int = field(0, help="every N finished samples also fsync the journal and write "
                                        "<output>.partial.json (0 = only at the end)")
     checkpoint_file: str | None = field(None, help="journal path (default: <output-file>.journal.jsonl)")
@@ -60,6 +66,17 @@ class EvalArgs(BackendArgs):
             raise ValueError("--max-new-tokens must be >= 1")
         if self.top_k < 0:
             raise ValueError("--top-k must be >= 0 (0 = all samples)")
+        if self.n_bootstrap < 0:
+            raise ValueError("--n-bootstrap must be >= 0")
+        if not self.profiles:
+            raise ValueError("--profiles needs at least one of: seed, standard, lenient")
+        from lib.metrics.normalization import ProfileError, check_profile
+
+        for p in self.profiles:
+            try:
+                check_profile(p)
+            except ProfileError as exc:
+                raise ValueError(f"--profiles: {exc}") from None
 
 
 def parse(argv=None) -> EvalArgs:
@@ -68,18 +85,23 @@ def parse(argv=None) -> EvalArgs:
 
 def main(args: EvalArgs) -> dict:
     from lib.config import format_config
-    from lib.evaluation.backends import BackendError
-    from lib.evaluation.journal import JournalMismatch
     from lib.evaluation.pipeline import evaluate
 
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger(__name__).info("%s", format_config(args))
-    try:
-        return evaluate(args)
-    except (BackendError, JournalMismatch) as exc:
-        logging.getLogger(__name__).error("%s", exc)
-        raise SystemExit(2) from None
+    from lib.errors import cli_errors
+    from lib.metrics.normalization import ProfileError
+    from lib.prompt import PromptError
+
+    with cli_errors("evaluate.py", extra=(PromptError, ProfileError)):  # bad data, config, journal: one line, exit 2
+        result = evaluate(args)
+    n, n_err = result.get("total_samples") or 0, result.get("n_errors") or 0
+    if n and n_err == n:  # nothing was scored: not a result to build on
+        reasons = "; ".join(f"{k} (x{v})" for k, v in list((result.get("errors") or {}).items())[:3])
+        raise SystemExit(f"evaluate.py: error: all {n} samples failed ({reasons}); nothing was scored. Results with "
+                         f"the errors: {args.output_file}")
+    return result
 
 
 if __name__ == "__main__":

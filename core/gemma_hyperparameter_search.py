@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -127,22 +126,38 @@ def parse(argv: list[str] | None = None) -> SearchArgs:
     search_keys: dict[str, Any] = {}
     training_keys: dict[str, Any] = {}
     if config_path:
+        training_names = _training_key_names()
         for k, v in load_config_file(config_path).items():
-            (search_keys if k.replace("-", "_") in names else training_keys)[k] = v
-    with tempfile.TemporaryDirectory() as tmp:
-        if config_path:
-            p = Path(tmp) / "search.json"
-            p.write_text(json.dumps(search_keys), encoding="utf-8")
-            rest = ["--config", str(p)] + rest
-        old = SearchArgs.DEFAULT_CONFIG
-        try:
-            SearchArgs.DEFAULT_CONFIG = ""  # the file (if any) was split above
-            args = parse_args(SearchArgs, rest, prog="gemma_hyperparameter_search.py")
-        finally:
-            SearchArgs.DEFAULT_CONFIG = old
+            norm = k.replace("-", "_")
+            if norm in names:
+                search_keys[k] = v
+            elif norm in training_names:
+                training_keys[k] = v
+            else:  # neither a search setting nor a training argument: a typo (n_trails), not a training key
+                import difflib
+
+                close = difflib.get_close_matches(norm, sorted(names | training_names), n=3, cutoff=0.6)
+                hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                raise ConfigError(f"{config_path}: unknown key '{k}': neither a search setting nor a training "
+                                  f"argument of core/sft_gemma.py.{hint} Search settings: {', '.join(sorted(names))}")
+    old = SearchArgs.DEFAULT_CONFIG
+    try:
+        SearchArgs.DEFAULT_CONFIG = ""  # the file (if any) was split above
+        args = parse_args(SearchArgs, rest, prog="gemma_hyperparameter_search.py",
+                          config_data=search_keys if config_path else None, config_source=config_path)
+    finally:
+        SearchArgs.DEFAULT_CONFIG = old
     object.__setattr__(args, "_config_path", str(config_path) if config_path else None)
     object.__setattr__(args, "_file_training_config", training_keys)
     return args
+
+
+def _training_key_names() -> set[str]:
+    """Keys a training config may hold: the arguments of core/sft_gemma.py and the original's retired keys (renamed
+    or refused with what replaced them by the training parser)."""
+    from lib.train.args import LEGACY_KEYS, SFTArgs
+
+    return {f.name for f in dataclasses.fields(SFTArgs)} | set(LEGACY_KEYS)
 
 
 def _find_relative(path: str, config_path: str | None) -> Path:
@@ -169,13 +184,13 @@ def _training_config(args: SearchArgs) -> dict[str, Any]:
     reserved = [k for k in cfg if k in ("output_dir", "optuna_storage", "optuna_study_name", "optuna_trial_number")]
     if reserved:
         raise ConfigError(f"training config sets {reserved}: the search sets these per trial; remove them")
-    with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / "training.json"
-        p.write_text(json.dumps(cfg, ensure_ascii=False), encoding="utf-8")
-        try:
-            resolved = parse_args(train.SFTArgs, ["--config", str(p)], legacy_keys=getattr(train, "LEGACY_KEYS", None))
-        except SystemExit as exc:  # argparse refused a value
-            raise ConfigError(f"the fixed training config does not parse as core/sft_gemma.py arguments: {cfg}") from exc
+    files = [f for f in (args.base_config, getattr(args, "_config_path", None)) if f]
+    source = "training settings from " + " + ".join(files + ["the flags"])
+    try:
+        resolved = parse_args(train.SFTArgs, [], legacy_keys=getattr(train, "LEGACY_KEYS", None), config_data=cfg,
+                              config_source=source, prog="core/sft_gemma.py")
+    except SystemExit as exc:  # argparse refused a value (its message is on stderr)
+        raise ConfigError(f"{source} does not parse as core/sft_gemma.py arguments (see the message above)") from exc
     return {k: getattr(resolved, k) for k, src in resolved._sources.items() if src == "config"}
 
 
@@ -244,8 +259,7 @@ def main(args: SearchArgs) -> dict:
 
 
 if __name__ == "__main__":
-    try:
+    from lib.errors import cli_errors
+
+    with cli_errors("gemma_hyperparameter_search.py"):
         sys.exit(0 if main(parse()) is not None else 1)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)

@@ -28,13 +28,16 @@ def main(args: SFTArgs) -> dict:
 
 
 if __name__ == "__main__":
+    from lib.errors import cli_errors
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        main(parse_args(SFTArgs, legacy_keys=LEGACY_KEYS, prog="sft_gemma.py"))
+        with cli_errors("sft_gemma.py"):  # a bad flag, config file or data file: one line, exit 2
+            main(parse_args(SFTArgs, legacy_keys=LEGACY_KEYS, prog="sft_gemma.py"))
     except Exception as exc:  # readable one-line reason, non-zero exit
         from lib.train import TrainingDataError
 
         if isinstance(exc, TrainingDataError):
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"sft_gemma.py: error: {exc}", file=sys.stderr)
             sys.exit(2)
         raise

@@ -32,6 +32,11 @@ class SplitArgs:
                                                 "a value < 1 is a test fraction. Overrides --test_fraction")
     check_images: bool = field(True, help="open every image to catch missing/corrupt files before training")
     skip_invalid: bool = field(False, help="drop rows that fail validation (reported) instead of refusing")
+    skip_flagged: list[str] = field(default_factory=list, help="drop rows flagged with any of these in the review "
+                                    "sidecar <input>.review.json (gt_wrong model_wrong ambiguous), or whose row has "
+                                    "one of these keys set to true")
+    apply_corrections: bool = field(False, help="write the corrected ground truth from the review sidecar "
+                                                "<input>.review.json into the splits")
 
     def __post_init__(self):
         if self.test_ratio is not None:
@@ -46,21 +51,33 @@ def main(args: SplitArgs) -> dict:
     from lib.split import split_by_document, split_summary
     from lib.config import resolved_config
 
+    from lib.review import apply_corrections, flagged_rows, load_review
+
     print(format_config(args))
     try:
         samples = load_samples(args.input)
     except DataError as exc:
-        raise SystemExit(f"error: {exc}")
+        raise SystemExit(f"split_dataset.py: error: {exc}")
+    review = None
+    if args.apply_corrections:
+        review = load_review(args.input)
+        print(f"applied {apply_corrections(samples, review)} corrected label(s) from {review.path}")
+    flagged: set[int] = set()
+    if args.skip_flagged:
+        flagged = flagged_rows(args.input, samples, args.skip_flagged)
+        flagged |= {s.index for s in samples if any(s.extra.get(k) is True for k in args.skip_flagged)}
+        samples = [s for s in samples if s.index not in flagged]
+        print(f"dropped {len(flagged)} row(s) flagged {' '.join(args.skip_flagged)}")
     report = validate_samples(samples, check_images=args.check_images)
     if not report.ok:
         print(report.format())
         if not args.skip_invalid:
-            raise SystemExit(f"error: {len(report.bad_rows)} invalid row(s) in {args.input}; fix them or pass "
+            raise SystemExit(f"split_dataset.py: error: {len(report.bad_rows)} invalid row(s) in {args.input}; fix them or pass "
                              f"--skip_invalid to drop them")
         samples = [s for s in samples if s.index not in report.bad_rows]
         print(f"skipping {len(report.bad_rows)} invalid row(s)")
     if not samples:
-        raise SystemExit(f"error: no usable rows in {args.input}")
+        raise SystemExit(f"split_dataset.py: error: no usable rows in {args.input}")
 
     splits = split_by_document(samples, val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed)
     out = Path(args.output_dir)
@@ -78,6 +95,8 @@ def main(args: SplitArgs) -> dict:
         "val_fraction": args.val_fraction,
         "test_fraction": args.test_fraction,
         "skipped_rows": sorted(report.bad_rows) if args.skip_invalid else [],
+        "skipped_flagged": sorted(flagged),
+        "review": str(review.path) if review is not None else None,
         "splits": split_summary(splits),
         "files": files,
         "config": resolved_config(args),
@@ -91,4 +110,7 @@ def main(args: SplitArgs) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(SplitArgs, sys.argv[1:]))
+    from lib.errors import cli_errors
+
+    with cli_errors("split_dataset.py"):
+        main(parse_args(SplitArgs, sys.argv[1:]))

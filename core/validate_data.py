@@ -18,6 +18,8 @@ class ValidateArgs:
                        aliases=["input_data", "data_file"])
     check_images: bool = field(True, help="open and decode every image")
     allow_empty_labels: bool = field(False, help="accept empty labels (e.g. blank pages)")
+    allow_urls: bool = field(False, help="accept http(s) image URLs (only served backends can use them; they are "
+                                         "not fetched or checked)")
     report: str | None = field(None, help="also write the problems as JSON to this path")
 
 
@@ -28,9 +30,10 @@ def main(args: ValidateArgs) -> dict:
     try:
         samples = load_samples(args.input)
     except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"validate_data.py: error: {exc}", file=sys.stderr)
         return {"ok": False, "n_rows": None, "problems": [{"problem": str(exc)}]}
-    report = validate_samples(samples, check_images=args.check_images, allow_empty_labels=args.allow_empty_labels)
+    report = validate_samples(samples, check_images=args.check_images, allow_empty_labels=args.allow_empty_labels,
+                              allow_urls=args.allow_urls)
     print(report.format())
     out = {"ok": report.ok, "n_rows": report.n_rows, "bad_rows": sorted(report.bad_rows), "problems": report.problems}
     if args.report:
@@ -39,4 +42,7 @@ def main(args: ValidateArgs) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main(parse_args(ValidateArgs, sys.argv[1:]))["ok"] else 1)
+    from lib.errors import cli_errors
+
+    with cli_errors("validate_data.py"):
+        sys.exit(0 if main(parse_args(ValidateArgs, sys.argv[1:]))["ok"] else 1)

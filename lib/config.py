@@ -2,7 +2,8 @@
 
 Precedence is **dataclass defaults < config file (JSON or YAML) < command line**: the file's values become the
 parser's defaults, then the command line is parsed, so what the user typed always wins (TRL's `TrlParser` works
-the same way). Unknown keys in a file are an error that lists the valid keys and suggests the closest one.
+the same way). Unknown keys in a file are an error that lists the valid keys and suggests the closest one;
+a file's value outside a field's `choices` is refused as on the command line (argparse checks only typed values).
 
 Each dataclass field becomes `--name` and, where the name has underscores, `--name-with-dashes` too (the original
 project mixed both spellings). Extra spellings go in `metadata={"aliases": [...]}`. Booleans accept `--flag`,
@@ -28,13 +29,15 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from lib.errors import UserError
+
 __all__ = ["ConfigError", "parse_args", "load_config_file", "resolved_config", "save_resolved_config", "field"]
 
 _TRUE = {"1", "true", "yes", "y", "on"}
 _FALSE = {"0", "false", "no", "n", "off"}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or a command line that cannot be turned into arguments; the message says how to fix it."""
 
 
@@ -70,8 +73,12 @@ class _BoolAction(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         if option_string and option_string.startswith("--no-") or option_string and option_string.startswith("--no_"):
             setattr(namespace, self.dest, False)
-        else:
+            return
+        try:
             setattr(namespace, self.dest, True if values is None else _str2bool(values))
+        except argparse.ArgumentTypeError:  # raised here, outside argparse's type conversion: report it the same way
+            parser.error(f"argument {option_string}: expected true or false (or {option_string} alone, or "
+                         f"--no-{self.dest.replace('_', '-')}), got {values!r}")
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
@@ -133,7 +140,11 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p} (pass an existing .json/.yaml file to --config)")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                          f"{exc.start}); save it as UTF-8") from None
     try:
         if p.suffix.lower() in (".yml", ".yaml"):
             import yaml
@@ -147,6 +158,9 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping of key: value, got {type(data).__name__}")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"config file {p}: keys must be names (text), got {bad[0]!r}")
     return data
 
 
@@ -225,10 +239,27 @@ def _add_hidden(parser: argparse.ArgumentParser, options: list[str], dest: str, 
         parser.add_argument(*options, dest=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kwargs)
 
 
+def _check_choice(name: str, meta: Mapping[str, Any], value: Any, source: str) -> None:
+    """The `choices` check argparse applies to command-line values only (it never checks defaults, which is what
+    config-file values become)."""
+    choices = meta.get("choices")
+    if choices is None:
+        return
+    for v in value if isinstance(value, list) else [value]:
+        if v not in choices:
+            close = difflib.get_close_matches(str(v), [str(c) for c in choices], n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{source}: key '{name}' has value {v!r}{hint}; choose one of "
+                              f"{', '.join(repr(c) for c in choices)}")
+
+
 def parse_args(cls: type, argv: Sequence[str] | None = None, *, legacy_keys: Mapping[str, str] | None = None,
-               description: str | None = None, prog: str | None = None):
+               description: str | None = None, prog: str | None = None, config_data: Mapping[str, Any] | None = None,
+               config_source: str | None = None):
     """Parse `argv` (default: sys.argv[1:]) into an instance of dataclass `cls`.
 
+    `config_data` (with `config_source`, the name errors give it) supplies the config-file values directly, for a
+    caller that has already read and split a file; `--config` in `argv` is then not read.
     Returns the dataclass instance. Its `_sources` attribute maps each field to where its value came from
     ("default", "config", "cli"), and `_config_path` is the config file used (or None).
     """
@@ -239,17 +270,19 @@ def parse_args(cls: type, argv: Sequence[str] | None = None, *, legacy_keys: Map
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     known, _ = pre.parse_known_args(argv)
-    config_path = known.config
-    if config_path is None:
+    config_path = known.config if config_data is None else config_source
+    if config_path is None and config_data is None:
         default_config = getattr(cls, "DEFAULT_CONFIG", None)
         if default_config and Path(default_config).is_file():
             config_path = default_config
 
     names = [f.name for f in dataclasses.fields(cls) if f.init]
+    metas = {f.name: f.metadata or {} for f in dataclasses.fields(cls) if f.init}
     hints = _resolve_types(cls)
     file_values: dict[str, Any] = {}
-    if config_path:
-        raw = load_config_file(config_path)
+    if config_path or config_data is not None:
+        raw = load_config_file(config_path) if config_data is None else dict(config_data)
+        config_path = config_path or "config"
         for key, value in raw.items():
             norm = key.replace("-", "_")
             if norm in legacy_keys and norm not in names:
@@ -263,6 +296,7 @@ def parse_args(cls: type, argv: Sequence[str] | None = None, *, legacy_keys: Map
                 hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
                 raise ConfigError(f"{config_path}: unknown key '{key}'.{hint} Valid keys: {', '.join(sorted(names))}")
             file_values[norm] = _coerce(norm, hints[norm], value, str(config_path))
+            _check_choice(norm, metas[norm], file_values[norm], str(config_path))
         parser.set_defaults(**file_values)
 
     ns = parser.parse_args(argv)

@@ -25,14 +25,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-__all__ = ["Sample", "DataError", "load_samples", "save_samples", "derive_doc_id", "validate_samples",
+from lib.errors import UserError
+
+__all__ = ["Sample", "DataError", "load_samples", "read_samples", "save_samples", "derive_doc_id", "validate_samples",
            "ValidationReport", "dataset_hash", "resolve_image_path"]
 
 IMAGE_KEYS = ("img_path", "image_path", "image")
 TEXT_KEYS = ("ocr_results", "ocr_text", "text", "label")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A dataset that cannot be used; the message names the file, the row and the field, and says what to do."""
 
 
@@ -47,6 +49,7 @@ class Sample:
     layout: Any = None
     raw_image_path: str = ""  # as written in the file
     extra: dict = dataclasses.field(default_factory=dict)
+    doc_id_derived: bool = False  # True: doc_id guessed from the image path (the row has none)
 
     def to_row(self, relative_to: str | os.PathLike | None = None, fmt: str = "raw") -> dict:
         """Back to a JSON row. `fmt="raw"` writes {img_path, ocr_results}; `"split"` writes {image_path, ocr_text}."""
@@ -58,6 +61,8 @@ class Sample:
                 pass
         img_key, text_key = ("img_path", "ocr_results") if fmt == "raw" else ("image_path", "ocr_text")
         row = {img_key: path, text_key: self.text, "doc_id": self.doc_id}
+        if self.doc_id_derived:
+            row["doc_id_derived"] = True
         for key in ("element", "lang", "layout"):
             value = getattr(self, key)
             if value is not None:
@@ -105,8 +110,25 @@ def _pick(row: dict, keys: Sequence[str]) -> tuple[str | None, Any]:
     return None, None
 
 
+def _decode(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        guess = ""
+        for enc, name in (("big5", "Big5"), ("gb18030", "GB18030"), ("utf-16", "UTF-16")):
+            try:
+                data.decode(enc)
+            except UnicodeDecodeError:
+                continue
+            guess = f"; it decodes as {name}: convert it with `iconv -f {enc.upper()} -t UTF-8 {path} > fixed.json`"
+            break
+        line = data[:exc.start].count(b"\n") + 1
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}){guess}") from None
+
+
 def _read_rows(path: Path) -> list[Any]:
-    text = path.read_text(encoding="utf-8-sig")
+    text = _decode(path)
     if path.suffix.lower() == ".jsonl":
         rows = []
         for lineno, line in enumerate(text.splitlines(), 1):
@@ -135,8 +157,25 @@ def load_samples(path: str | os.PathLike, *, image_root: str | os.PathLike | Non
     """Load a dataset file into Samples. Structural problems (not a list, a row without an image or a label key)
     raise DataError naming every bad row; content problems (missing image, empty label) are for validate_samples."""
     p = Path(path)
+    samples, problems = read_samples(p, image_root=image_root)
+    if problems:
+        shown = "\n  ".join(problems[:50])
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        raise DataError(f"{p}: {len(problems)} malformed row(s):\n  {shown}{more}")
+    return samples
+
+
+def read_samples(path: str | os.PathLike, *, image_root: str | os.PathLike | None = None
+                 ) -> tuple[list[Sample], list[str]]:
+    """(samples, problems): like `load_samples`, but a malformed row is left out and described in `problems`
+    ("row 3 (img.png): no label ...") instead of failing the whole file. A file that cannot be read at all (missing,
+    not UTF-8, not JSON, not a list) still raises DataError."""
+    p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{p} is a folder; pass the dataset JSON/JSONL file inside it")
     if not p.is_file():
-        raise DataError(f"dataset file not found: {p}")
+        raise DataError(f"dataset file not found: {p} (check the path; relative paths start from the working "
+                        f"directory {os.getcwd()})")
     base = Path(image_root) if image_root else p.parent
     rows = _read_rows(p)
     samples: list[Sample] = []
@@ -158,9 +197,11 @@ def load_samples(path: str | os.PathLike, *, image_root: str | os.PathLike | Non
         if not isinstance(text, str):
             problems.append(f"row {i} ({raw_img}): field '{text_key}' must be a string, got {type(text).__name__}")
             continue
-        known = set(IMAGE_KEYS) | set(TEXT_KEYS) | {"element", "doc_id", "lang", "layout", "focus_layout"}
+        known = set(IMAGE_KEYS) | set(TEXT_KEYS) | {"element", "doc_id", "doc_id_derived", "lang", "layout",
+                                                    "focus_layout"}
         layout = row.get("layout", row.get("focus_layout"))
         doc_id = row.get("doc_id")
+        derived = doc_id in (None, "") or row.get("doc_id_derived") is True
         samples.append(Sample(
             image_path=resolve_image_path(raw_img, base),
             text=text,
@@ -171,12 +212,9 @@ def load_samples(path: str | os.PathLike, *, image_root: str | os.PathLike | Non
             layout=layout,
             raw_image_path=raw_img,
             extra={k: v for k, v in row.items() if k not in known},
+            doc_id_derived=derived,
         ))
-    if problems:
-        shown = "\n  ".join(problems[:50])
-        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
-        raise DataError(f"{p}: {len(problems)} malformed row(s):\n  {shown}{more}")
-    return samples
+    return samples, problems
 
 
 def save_samples(samples: Iterable[Sample], path: str | os.PathLike, fmt: str = "raw") -> Path:
@@ -231,12 +269,18 @@ def _image_problem(path: str) -> tuple[str, str] | None:
     return None
 
 
+URL_FIX = ("download the image and give its local path: training and the local backends (hf, paddleocr, tesseract, "
+           "local_api) read local files only; only --mode vllm/openai/vllm_stream pass a URL on to the server")
+
+
 def validate_samples(samples: Sequence[Sample], *, check_images: bool = True, allow_empty_labels: bool = False,
-                     workers: int | None = None) -> ValidationReport:
-    """Check every row: image file exists and decodes, label non-empty, no duplicate rows. Never raises.
+                     allow_urls: bool = False, workers: int | None = None) -> ValidationReport:
+    """Check every row: image file exists and decodes (a URL is a problem unless `allow_urls`: nothing here fetches
+    it), label non-empty, no duplicate rows, no image with two different labels. Never raises.
     Images are decoded by a thread pool (`workers`, default min(16, CPUs); Pillow decodes without the GIL)."""
     problems: list[dict] = []
     seen: dict[tuple[str, str], int] = {}
+    label_of: dict[str, tuple[int, str]] = {}
 
     def add(s: Sample, fld: str, problem: str, fix: str):
         problems.append({"row": s.index, "image": s.raw_image_path or s.image_path, "field": fld, "problem": problem, "fix": fix})
@@ -260,6 +304,12 @@ def validate_samples(samples: Sequence[Sample], *, check_images: bool = True, al
             add(s, "row", f"duplicate of row {seen[key]} (same image and label)", "remove the duplicate row")
         else:
             seen[key] = s.index
+            first = label_of.setdefault(s.image_path, (s.index, s.text))
+            if first[0] != s.index:
+                add(s, "label", f"same image as row {first[0]} with a different label", "keep the right label "
+                    "and remove the other row")
+        if _is_url(s.image_path) and not allow_urls:
+            add(s, "image", "image is a URL (not fetched)", URL_FIX)
         found = image_problems.get(s.image_path)
         if found is not None:
             add(s, "image", *found)

@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
+from lib.errors import UserError
+
 SCHEMA_VERSION = 1
 
 __all__ = ["SCHEMA_VERSION", "SampleResult", "ResultFile", "SampleScores", "ProfileScores", "Anatomy", "TableScores",
@@ -24,7 +26,7 @@ __all__ = ["SCHEMA_VERSION", "SampleResult", "ResultFile", "SampleScores", "Prof
            "TRAINING_METADATA_VERSION", "read_training_metadata", "write_training_metadata"]
 
 
-class ResultsError(ValueError):
+class ResultsError(UserError, ValueError):
     pass
 
 
@@ -103,6 +105,7 @@ class ProfileScores(TypedDict):
     slices: NotRequired[dict[str, dict[str, dict[str, Any]]]]  # "element"/"lang" -> value -> headline keys
     n_errors: NotRequired[int]
     n_errors_scored_as_empty: NotRequired[int]
+    n_empty_labels: NotRequired[int]  # samples with an empty label: scored per sample, left out of these aggregates
 
 
 class SampleResult(TypedDict):
@@ -113,6 +116,7 @@ class SampleResult(TypedDict):
     f1_score: float | None  # primary profile, bag-of-characters F1
     index: NotRequired[int]  # row in the dataset file
     doc_id: NotRequired[str]
+    doc_id_derived: NotRequired[bool]  # doc_id guessed from the image path: CIs treat the sample as its own unit
     element: NotRequired[str | None]  # text | table | seal | signature | footer | ...
     layout: NotRequired[Any]  # the original's focus_layout, or add_layout.py's attributes
     error: NotRequired[str | None]  # why no prediction could be obtained (timeout, HTTP 503, corrupt image, ...)
@@ -157,13 +161,61 @@ class ResultFile(TypedDict):
     max_inference_time: NotRequired[float]
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where /proc allows (os.umask can only be read by setting it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def _remove_stale_temps(p: Path) -> None:
+    """Delete temp files of earlier writes to `p` whose writing process is gone (killed mid-write); a live
+    writer's temp file is left alone."""
+    prefix = f".{p.name}."
+    try:
+        names = [n for n in os.listdir(p.parent) if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        pid_part = name[len(prefix):].split(".", 1)[0]
+        if not pid_part.isdigit() or int(pid_part) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_part), 0)
+            continue  # still running: its write may be in progress
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OSError):
+            continue  # alive under another user, or cannot tell
+        try:
+            os.unlink(p.parent / name)
+        except OSError:
+            pass
+
+
 def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
-    """Write text to a temp file in the same folder and rename it over `path`: readers never see half a file."""
+    """Write text to a temp file in the same folder and rename it over `path`: readers never see half a file.
+    The file gets the mode a plain `open(path, "w")` would give it (an existing file's mode, else 0666 minus the
+    umask), not the temp file's 0600; a failed write removes its temp file, and temp files left by writers that
+    were killed are removed by the next write to the same path."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    _remove_stale_temps(p)
+    try:
+        mode = os.stat(p).st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_umask()
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.{os.getpid()}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), mode)
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -187,6 +239,11 @@ def load_results(path: str | os.PathLike) -> ResultFile:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ResultsError(f"result file not found: {p}") from None
+    except IsADirectoryError:
+        raise ResultsError(f"{p} is a folder, not a result file") from None
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"{p}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                           f"result files are UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
         raise ResultsError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict) or not isinstance(data.get("samples"), list):
@@ -198,6 +255,11 @@ def load_results(path: str | os.PathLike) -> ResultFile:
         for key in ("label", "prediction"):
             if key not in s:
                 raise ResultsError(f"{p}: samples[{i}] has no '{key}' field")
+        if s["label"] is not None and not isinstance(s["label"], str):
+            raise ResultsError(f"{p}: samples[{i}].label must be a string, got {type(s['label']).__name__}")
+        if s["prediction"] is not None and not isinstance(s["prediction"], str):
+            raise ResultsError(f"{p}: samples[{i}].prediction must be a string or null, got "
+                               f"{type(s['prediction']).__name__}")
         s.setdefault("image_path", s.get("img_path", ""))
         if "focus_layout" in s and "layout" not in s:
             s["layout"] = s["focus_layout"]

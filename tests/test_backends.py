@@ -59,7 +59,7 @@ def test_tesseract_missing_language_names_the_debian_package():
 
 @pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract not installed (CI installs it via .ci/run)")
 def test_tesseract_reads_a_rendered_traditional_chinese_line(tmp_path):
-    render = pytest.importorskip("lib.render")
+    import lib.render as render
     fonts = render.find_cjk_fonts("hant")
     if not fonts:
         pytest.skip("no CJK font available")

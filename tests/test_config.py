@@ -95,13 +95,15 @@ def test_required_field_satisfied_by_any_spelling_or_file(tmp_path):
     assert parse_args(Req, ["--data-file", "x"]).data_file == "x"
     assert parse_args(Req, ["--input", "y", "--no_check"]).check is False
     assert parse_args(Req, ["--config", write(tmp_path, {"data_file": "z"})]).data_file == "z"
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as e:
         parse_args(Req, [])
+    assert e.value.code == 2
 
 
 def test_help_lists_canonical_spellings_only(capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as e:
         parse_args(Args, ["--help"])
+    assert e.value.code == 0
     out = capsys.readouterr().out
     assert "--load_in_4bit" in out and "--no-load-in-4bit" in out and "--server-url" in out
     assert "--no_load_in_4bit" not in out and "--learning-rate" in out and "--server_url" not in out

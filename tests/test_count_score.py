@@ -73,7 +73,7 @@ def test_bad_profile_and_missing_args_fail_with_a_fix(tmp_path):
     r = run("--compare", src)
     assert r.returncode != 0 and "exactly two" in r.stderr
     r = run("--input", tmp_path / "missing.json", "--output", tmp_path / "y.json")
-    assert r.returncode == 1 and "not found" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
     r = run("--compare", src, src, "--metric", "cre")
     assert r.returncode == 2 and "did you mean 'cer'" in r.stderr
 

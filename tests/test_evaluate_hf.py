@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("lib.generation")
-pytest.importorskip("lib.modeling")
-
-from lib.evaluation.stub_server import FaultPlan, StubServer  # noqa: E402
-from lib.evaluation.testing import make_png_dataset  # noqa: E402
+import lib.generation  # noqa: F401 - the project's own modules: an import error must fail, never skip
+import lib.modeling  # noqa: F401
+from lib.evaluation.stub_server import FaultPlan, StubServer
+from lib.evaluation.testing import make_png_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "embedded/tiny-gemma3"
@@ -126,6 +125,7 @@ def test_retrained_weights_in_the_same_folder_are_not_resumed(tmp_path):
     run(*argv)
     weights = next(model_dir.glob("*.safetensors"))
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10 ** 9))  # "retrained"
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc:  # the journal belongs to the old weights: refused, status 2
         run(*argv)
+    assert exc.value.code == 2
     assert run(*argv, "--no-resume")["n_errors"] == 0

@@ -93,13 +93,11 @@ def test_exhausted_retries_are_errors_not_empty_predictions(tmp_path):
     for s in bad:
         assert s["prediction"] is None and "HTTP 503" in s["error"] and "gave up after 3 attempts" in s["error"]
     assert res["n_errors"] == 3 and sum(res["errors"].values()) == 3
-    if "scores" in res:  # scored by the metrics core: the 3 failures are excluded, not scored as empty
-        sc = res["scores"]["standard"]
-        assert sc["n"] == 7 and res["overall_cer"] == pytest.approx(0.0)
+    sc = res["scores"]["standard"]  # the 3 failures are excluded, not scored as empty
+    assert sc["n"] == 7 and sc["n_errors"] == 3 and res["overall_cer"] == pytest.approx(0.0)
 
 
 def test_errors_as_empty_scores_failures_as_empty(tmp_path):
-    pytest.importorskip("lib.utils.count_metric")
     data = make_png_dataset(tmp_path, 6)
     rows = json.loads(data.read_text())
     doomed = {image_key((tmp_path / rows[0]["img_path"]).read_bytes())}
@@ -188,17 +186,20 @@ def test_local_api_sends_real_filename_and_mime(tmp_path):
 
 def test_local_api_missing_json_path_is_an_error(tmp_path):
     data = make_png_dataset(tmp_path, 2)
-    with StubServer() as srv:
-        res = run_eval(data, tmp_path / "r.json", srv.base_url + "/ocr", "--mode", "local_api",
-                       "--local-api-json-path", "data.text")
+    with StubServer() as srv, pytest.raises(SystemExit, match="all 2 samples failed") as exc:
+        run_eval(data, tmp_path / "r.json", srv.base_url + "/ocr", "--mode", "local_api",
+                 "--local-api-json-path", "data.text")
+    assert exc.value.code not in (0, None)  # a run where every sample failed is a failed run
+    res = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))  # written, with the reasons
     assert res["n_errors"] == 2
     assert "response has no 'data'" in res["samples"][0]["error"] and "available" in res["samples"][0]["error"]
 
 
 def test_unreachable_server_without_model_name_says_how_to_fix(tmp_path):
     data = make_png_dataset(tmp_path, 1)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc:
         run_eval(data, tmp_path / "r.json", "http://127.0.0.1:9", "--max-retries", "0", "--timeout", "1")
+    assert exc.value.code == 2
 
 
 def test_postprocessors_are_applied_and_recorded(tmp_path):

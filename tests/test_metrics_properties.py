@@ -95,6 +95,7 @@ def test_score_result_file_never_crashes(pairs):
     out = score_result_file(result, profiles=PROFILES, n_bootstrap=20)
     for prof in PROFILES:
         sc = out["scores"][prof]
-        assert sc["n"] == len(pairs)
+        assert sc["n"] + sc["n_empty_labels"] == len(pairs)  # empty labels: per-sample scores, not aggregated
+        assert sc["n_empty_labels"] == sum(1 for g, _ in pairs if not g.strip())
         for k in ("ned_macro", "bag_f1_macro", "lcs_f1_macro", "exact_match", "cer_clipped_macro"):
             assert sc[k] is None or 0.0 <= sc[k] <= 1.0

@@ -63,10 +63,12 @@ def test_errors_excluded_or_scored_as_empty():
 
 
 def test_all_empty_never_divides_by_zero():
-    out = score_result_file(_result([("", ""), ("", "")]), n_bootstrap=50)
+    out = score_result_file(_result([("", ""), ("", "")]), n_bootstrap=50, score_empty_labels=True)
     assert out["overall_cer"] == 0.0 and out["overall_f1"] == 1.0
-    out = score_result_file(_result([("", "abc")]), n_bootstrap=50)
+    out = score_result_file(_result([("", "abc")]), n_bootstrap=50, score_empty_labels=True)
     assert out["overall_cer"] == 1.0
+    out = score_result_file(_result([("", "abc")]), n_bootstrap=50)  # default: empty labels stay out
+    assert out["overall_cer"] is None and out["scores"]["standard"]["n_empty_labels"] == 1
     out = score_result_file({"samples": []}, n_bootstrap=50)
     assert out["overall_cer"] is None and out["scores"]["standard"]["n"] == 0
 

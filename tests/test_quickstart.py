@@ -44,7 +44,7 @@ def test_quickstart_runs_end_to_end(tmp_path, monkeypatch, capsys):
     argv = ["quickstart.py", "--work_dir", str(tmp_path), "--n_samples", "60", "--val_fraction", "0.1",
             "--test_fraction", "0.15", "--max_steps", "2"]
     monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc:
         runpy.run_path(str(ROOT / "core" / "quickstart.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert "untrained model" in out and "trained model" in out and "most common training answer" in out
@@ -53,4 +53,9 @@ def test_quickstart_runs_end_to_end(tmp_path, monkeypatch, capsys):
         assert key in summary
     assert summary["checks"]["no_test_string_in_training"] and summary["checks"]["fonts_ge_2"]
     assert summary["checks"]["merge_verified"]
+    # 2 steps cannot meet the real run's CER thresholds: exit 1 must come from those checks and nothing else
+    failed = sorted(k for k, ok in summary["checks"].items() if not ok)
+    assert exc.value.code == (1 if failed else 0), (exc.value.code, failed)
+    assert set(failed) <= {"trained_cer_le_0.35", "trained_le_half_untrained", "beats_most_common_answer",
+                           "beats_blank_image", "distinct_hanzi_ge_300"}, failed  # what 2 steps on 60 rows can miss
     assert (tmp_path / "results" / "trained.json").is_file() and (tmp_path / "merged" / "config.json").is_file()

@@ -77,7 +77,7 @@ def test_viewer_subprocess(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             out, _ = proc.communicate()
-    assert "Serving files only from" in out and str(fx["data"].resolve()) in out
+    assert "Serving only the images the result files name" in out and str(fx["data"].resolve()) in out
 
 
 def test_bad_paths_fail_fast(tmp_path):

@@ -142,14 +142,21 @@ def test_pairing_and_verdicts(fx):
     assert len(pairs) == 12 and only_a == only_b == 0
     counts = pair_counts(pairs)
     stats = paired_stats(a, b, n_bootstrap=200, n_permutations=200)
-    # verdicts agree with the metrics module's per-sample counts (it leaves out the pair with an error)
-    assert counts["improved"] - 1 == stats["improved"] and counts["regressed"] == stats["regressed"]
+    # the filter counts are the metrics module's counts: the pair with an error is in neither, but under "errors"
+    assert counts["improved"] == stats["improved"] and counts["regressed"] == stats["regressed"]
+    assert counts["same"] == stats["unchanged"] and counts["errors"] == stats["n_excluded_errors"] == 1
+    err = filter_pairs(pairs, "errors")
+    assert [p.verdict for p in err] == ["error"] and err[0].delta is None
     reg = filter_pairs(pairs, "regressed")
     assert {p.pos for p in reg} == {6, 11}  # 受文者 lost a character; 王小明 -> 王大明
     assert all(p.delta > 0 for p in reg)
-    assert sort_pairs(pairs, "delta")[0].delta == min(p.delta for p in pairs)
+    assert sort_pairs(pairs, "delta")[0].delta == min(p.delta for p in pairs if p.delta is not None)
+    assert sort_pairs(pairs, "delta")[-1].verdict == "error"  # no delta: last
     md = paired_stats_markdown(stats, ("A", "B"))
-    assert f"{stats['difference']:+.4f}" in md and f"{stats['p_value']:.4g}" in md
+    from lib.metrics.stats import format_p_value
+
+    assert f"difference of micro CER **{stats['difference']:+.4f}**" in md
+    assert f"p-value **{format_p_value(stats['p_value'], stats['n_permutations'])}**" in md
 
 
 def test_pairing_duplicates_and_unpaired():

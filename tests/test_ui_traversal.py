@@ -220,7 +220,8 @@ def test_apps_http_api_fuzz(sandbox):
              "..\\outside\\secret.yml", "sub/../../outside/secret.yml", "linkdir/secret.json", "link.yml",
              "evil.json", f"file://{o}/secret.yml"]  # one of each kind: every extra name costs ~3 round trips
     with running(ev.build_app(vargs), ev.allowed_roots(vargs)) as vurl, running(pm.build_app(pargs)) as purl:
-        vc, pc = Client(vurl, verbose=False), Client(purl, verbose=False)
+        # download_files=False: the run config names the dataset file, which the app (rightly) does not serve
+        vc, pc = Client(vurl, verbose=False, download_files=False), Client(purl, verbose=False)
         assert "before_sft" in str(vc.predict("before_sft.json", api_name="/load"))  # the call path works
         with _REC as rec:
             for name in names:
@@ -238,3 +239,44 @@ def test_apps_http_api_fuzz(sandbox):
                     assert "not in the list of choices" in str(exc)
                 assert status.startswith("✗"), (name, status)
         _assert_confined(rec.paths, sandbox["tmp"], [fx["prompts"], fx["results"], fx["data"]])
+
+
+def test_apps_serve_only_the_images_their_files_name(sandbox):
+    """Result files in a home-like folder: the apps serve the images the result files name and nothing else there
+    — not dotfiles (.env, .ssh/id_rsa), not other files, not images no result names, not hidden images."""
+    from fixtures.ui.browser import load_ui, running
+
+    fx = sandbox["fx"]
+    home = sandbox["tmp"] / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n", encoding="utf-8")
+    (home / ".env").write_text("API_KEY=secret\n", encoding="utf-8")
+    (home / "notes.txt").write_text("private\n", encoding="utf-8")
+    img = fx["data"] / "images" / "gov_00.png"
+    (home / "unlisted.png").write_bytes(img.read_bytes())
+    (home / ".hidden.png").write_bytes(img.read_bytes())
+    for name in ("before_sft.json", "after_sft.json"):
+        (home / name).write_text((fx["results"] / name).read_text(encoding="utf-8"), encoding="utf-8")
+    refused = [home / ".ssh" / "id_rsa", home / ".env", home / "notes.txt", home / "unlisted.png",
+               home / ".hidden.png", home / "before_sft.json", fx["data"] / "test.json"]
+    cmp, ev = load_ui("compare_finetune"), load_ui("evaluate_viewer")
+    cargs = cmp.CompareArgs(model1=str(home / "before_sft.json"), model2=str(home / "after_sft.json"),
+                            data_root=[str(fx["data"])])
+    vargs = ev.ViewerArgs(eval_dir=str(home), data_root=[str(fx["data"])])
+    for demo, roots in ((cmp.build_app(cargs), cmp.allowed_roots(cargs)), (ev.build_app(vargs), ev.allowed_roots(vargs))):
+        with running(demo, roots) as url:
+            f = url.rstrip("/") + "/gradio_api/file="
+            assert _status(f + str(img)) == 200  # an image the result files name
+            for path in refused:
+                assert _status(f + str(path)) in (403, 404), path
+
+
+def test_hidden_images_are_not_resolved(sandbox):
+    fx = sandbox["fx"]
+    hidden = fx["data"] / ".cache"
+    hidden.mkdir()
+    (hidden / "x.png").write_bytes((fx["data"] / "images" / "gov_00.png").read_bytes())
+    (fx["data"] / "images" / "notes.txt").write_text("not an image", encoding="utf-8")
+    for raw in (".cache/x.png", "images/notes.txt"):
+        path, reason = resolve_image(raw, [str(fx["data"])], [])
+        assert path is None and "not shown" in reason, raw

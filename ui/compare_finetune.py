@@ -5,11 +5,12 @@
 
 Samples are paired by image path. At the top: the paired comparison from lib.utils.count_metric.paired_comparison
 (difference of micro CER, model 2 − model 1, with a document-level bootstrap 95 % CI and a permutation p-value).
-Per sample: which model is better, both predictions diffed against the ground truth. Filters: improved /
-regressed / same / both wrong / errors. Keys: ← / → (or k / j) move between pairs.
+Per sample: which model is better, both predictions diffed against the ground truth (raw or normalized). Filters:
+improved / regressed / same / both wrong / errors (pairs with an error are left out of the statistics and get no
+verdict). Keys: ← / → (or k / j) move between pairs.
 
-Images are served only from the folders of the two result files and the --data-root folders (Gradio
-`allowed_paths`). Listens on 127.0.0.1 unless --server_name says otherwise.
+Only the images the two result files name are served (found in the folders of the result files and the
+--data-root folders; never hidden files). Listens on 127.0.0.1 unless --server_name says otherwise.
 """
 
 from __future__ import annotations
@@ -50,9 +51,20 @@ def build_app(args: CompareArgs):
     from lib.ui.samples import ensure_scored, header_parts, rows_from_result
     from lib.ui.viewer import step
 
+    from lib.ui.paths import ServedFiles
+
     gr = import_gradio()
-    roots = allowed_roots(args)
-    raw_a, raw_b = load_results(args.model1), load_results(args.model2)
+    roots = ServedFiles(allowed_roots(args))  # folders images are looked up in; only the pairs' images are served
+    from lib.results import ResultsError
+
+    loaded = []
+    for flag, path in (("--model1", args.model1), ("--model2", args.model2)):
+        try:
+            loaded.append(load_results(path))
+        except ResultsError as exc:
+            raise ResultsError(f"{flag}: {exc} (give a result JSON written by core/evaluate.py or "
+                               f"core/count_score.py)") from None
+    raw_a, raw_b = loaded
     a, rec_a = ensure_scored(raw_a)
     b, rec_b = ensure_scored(raw_b)
     rows_a = rows_from_result(a, original=raw_a if rec_a else None)
@@ -70,40 +82,41 @@ def build_app(args: CompareArgs):
         bases.insert(0, os.path.dirname(os.path.abspath(str(data["path"]))))
     headers = ["#", "verdict", "CER 1", "CER 2", "Δ CER", "ground truth"]
 
-    def view(order, pos, zoom):
+    def view(order, pos, zoom, normalized=False):
         if pos is None:
-            return [None, "*No pair matches the filter.*", "", "", "", "", "", gr.update(value="", visible=False)]
-        pv = render_pair(pairs[pos], names, roots, bases, zoom=zoom)
+            return [None, "*No pair matches the filter.*", "", "", "", "", "", gr.update(value="", visible=False),
+                    gr.update(value=None)]
+        pv = render_pair(pairs[pos], names, roots, bases, zoom=zoom, diff_profile="standard" if normalized else None)
         where = (f"**{order.index(pos) + 1} / {len(order)}** shown (of {len(pairs)} pairs)" if pos in order
                  else f"pair {pos} (outside the filter)")
         return [pos, where, pv.image, pv.info, pv.label, pv.diff_a, pv.diff_b,
-                gr.update(value=pv.tables, visible=bool(pv.tables))]
+                gr.update(value=pv.tables, visible=bool(pv.tables)), gr.update(value=pos)]
 
-    def apply(which, sort_key, descending, search, zoom):
+    def apply(which, sort_key, descending, search, zoom, normalized):
         which = (which or "all").split(" (")[0]
         chosen = sort_pairs(filter_pairs(pairs, which, (search or "").strip()), sort_key or "position",
                             bool(descending))
         order = [p.pos for p in chosen]
         return [order, pairs_table(chosen), f"{len(chosen)} of {len(pairs)} pairs",
-                *view(order, order[0] if order else None, zoom)]
+                *view(order, order[0] if order else None, zoom, normalized)]
 
     def move(delta):
-        def _move(order, pos, zoom):
-            return view(order, step(order, pos, delta), zoom)
+        def _move(order, pos, zoom, normalized):
+            return view(order, step(order, pos, delta), zoom, normalized)
         return _move
 
-    def jump(order, value, zoom):
+    def jump(order, pos_now, value, zoom, normalized):
         try:
             pos = int(value)
             if not 0 <= pos < len(pairs):
                 raise ValueError
-        except (TypeError, ValueError):
+        except (TypeError, ValueError):  # stay on the pair shown
             gr.Warning(f"no pair #{value}; pairs are numbered 0–{len(pairs) - 1}")
-            return view(order, order[0] if order else None, zoom)
-        return view(order, pos, zoom)
+            return view(order, pos_now, zoom, normalized)
+        return view(order, pos, zoom, normalized)
 
-    def pick(order, zoom, evt: gr.SelectData):
-        return jump(order, evt.row_value[0] if evt.row_value else None, zoom)
+    def pick(order, pos_now, zoom, normalized, evt: gr.SelectData):
+        return jump(order, pos_now, evt.row_value[0] if evt.row_value else None, zoom, normalized)
 
     pick.__annotations__["evt"] = gr.SelectData  # resolved here: `gr` is local, string annotations are not
 
@@ -145,6 +158,8 @@ def build_app(args: CompareArgs):
                     with gr.Column(scale=2):
                         zoom_sl = gr.Slider(25, 400, value=100, step=25, label="zoom % (click image: full size)")
                         image_html = gr.HTML(elem_id="sample-image")
+                        normalized_cb = gr.Checkbox(label="diff the normalized text (as scored, profile "
+                                                          "'standard')", value=False, elem_id="pair-normalized")
                     with gr.Column(scale=3):
                         info_md = gr.Markdown(elem_id="pair-info")
                         gt_tb = gr.Textbox(label="Ground truth", lines=3, max_lines=12, interactive=False,
@@ -157,19 +172,26 @@ def build_app(args: CompareArgs):
                         gr.Markdown(f"**{names[1]}** vs ground truth")
                         diff_b = gr.HTML(elem_id="diff-2")
                 tables_html = gr.HTML(visible=False, elem_id="pair-tables")
-        out_view = [pos_st, pos_md, image_html, info_md, gt_tb, diff_a, diff_b, tables_html]
-        apply_in = [which_rd, sort_dd, desc_cb, search_tb, zoom_sl]
+        out_view = [pos_st, pos_md, image_html, info_md, gt_tb, diff_a, diff_b, tables_html, jump_nb]
+        apply_in = [which_rd, sort_dd, desc_cb, search_tb, zoom_sl, normalized_cb]
         apply_out = [order_st, table, count_md, *out_view]
+        nav_in = [order_st, pos_st, zoom_sl, normalized_cb]
         demo.load(apply, apply_in, apply_out)
         for comp in (which_rd, sort_dd, desc_cb):
             comp.change(apply, apply_in, apply_out)
         search_tb.submit(apply, apply_in, apply_out)
-        prev_btn.click(move(-1), [order_st, pos_st, zoom_sl], out_view)
-        next_btn.click(move(+1), [order_st, pos_st, zoom_sl], out_view)
-        jump_btn.click(jump, [order_st, jump_nb, zoom_sl], out_view)
-        jump_nb.submit(jump, [order_st, jump_nb, zoom_sl], out_view)
-        table.select(pick, [order_st, zoom_sl], out_view)
-        zoom_sl.release(lambda order, pos, zoom: view(order, pos, zoom), [order_st, pos_st, zoom_sl], out_view)
+        prev_btn.click(move(-1), nav_in, out_view)
+        next_btn.click(move(+1), nav_in, out_view)
+        jump_btn.click(jump, [order_st, pos_st, jump_nb, zoom_sl, normalized_cb], out_view)
+        jump_nb.submit(jump, [order_st, pos_st, jump_nb, zoom_sl, normalized_cb], out_view)
+        table.select(pick, nav_in, out_view)
+        redraw = lambda order, pos, zoom, normalized: view(order, pos, zoom, normalized)  # noqa: E731
+        zoom_sl.release(redraw, nav_in, out_view)
+        normalized_cb.change(redraw, nav_in, out_view)
+    demo.served_files = roots
+    for p in pairs:  # every image the two files name (and that may be served), nothing else in their folders
+        for row in (p.a, p.b):
+            roots.resolve(row.image_path, bases)
     return demo
 
 
@@ -188,4 +210,7 @@ def main(args: CompareArgs) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(CompareArgs))
+    from lib.errors import cli_errors
+
+    with cli_errors("compare_finetune.py"):  # a malformed --model1, a port in use: one line, exit 2
+        main(parse_args(CompareArgs))

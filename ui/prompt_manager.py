@@ -91,9 +91,9 @@ def build_app(args: PromptManagerArgs):
         try:
             yaml_text = render_prompt_yaml(prompt_text or "", position, system or None, description or None)
             written = store.add(name or "", yaml_text)
-            return ok(f"created {written}"), table(), choices(written)
+            return (ok(f"created {written}"), table(), choices(written), *open_file(written))
         except PromptStoreError as exc:
-            return f"✗ {exc}", table(), gr.update()
+            return f"✗ {exc}", table(), gr.update(), gr.update(), gr.update()
 
     names = store.names()
     first = args.initial_file if args.initial_file in names else (names[0] if names else None)
@@ -134,7 +134,9 @@ def build_app(args: PromptManagerArgs):
         demo.load(open_file, [edit_dd], [editor, edit_status])
         refresh_btn.click(lambda: (table(), choices()), None, [prompt_df, edit_dd]).then(
             open_file, [edit_dd], [editor, edit_status])
-        edit_dd.change(open_file, [edit_dd], [editor, edit_status])
+        # .input (a person's choice), not .change: the dropdown also changes when a delete or an add updates it,
+        # and opening a file then would overwrite their "deleted ..." / "created ..." message
+        edit_dd.input(open_file, [edit_dd], [editor, edit_status])
         reload_btn.click(open_file, [edit_dd], [editor, edit_status])
         validate_btn.click(validate, [editor], [edit_status])
         save_btn.click(save, [edit_dd, editor, confirm_cb], [edit_status, prompt_df, confirm_cb])
@@ -142,7 +144,7 @@ def build_app(args: PromptManagerArgs):
         for comp in (new_text, new_pos, new_system, new_desc):
             comp.change(preview, [new_text, new_pos, new_system, new_desc], [new_preview])
         add_btn.click(add, [new_name, new_text, new_pos, new_system, new_desc],
-                      [add_status, prompt_df, edit_dd])
+                      [add_status, prompt_df, edit_dd, editor, edit_status])
     return demo
 
 
@@ -162,4 +164,7 @@ def main(args: PromptManagerArgs) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(PromptManagerArgs))
+    from lib.errors import cli_errors
+
+    with cli_errors("prompt_manager.py"):  # a port in use, a bad flag value: one line, exit 2
+        main(parse_args(PromptManagerArgs))

@@ -27,6 +27,7 @@ import threading
 import time
 from typing import Any, Sequence
 
+from lib.errors import UserError
 from lib.evaluation.http import HttpClient, RequestFailed, RetryableError, RetryPolicy
 from lib.evaluation.images import ImageError, load_rgb, read_image_bytes, sniff_mime, to_data_url
 from lib.evaluation.reading_order import BAND_GAP, COLUMN_GAP, reading_order_text
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 MODES = ("vllm", "openai", "vllm_stream", "local_api", "hf", "paddleocr", "tesseract")
 
 
-class BackendError(RuntimeError):
+class BackendError(UserError, RuntimeError):
     """A backend that cannot run at all (missing dependency, unreachable server); the message says how to fix it."""
 
 

@@ -20,12 +20,14 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from lib.errors import UserError
+
 __all__ = ["Journal", "JournalMismatch", "identity_diff"]
 
 JOURNAL_VERSION = 1
 
 
-class JournalMismatch(RuntimeError):
+class JournalMismatch(UserError, RuntimeError):
     """The journal on disk belongs to a different run; the message lists what differs and what to do."""
 
 

@@ -29,28 +29,91 @@ def journal_path_for(output_file: str, checkpoint_file: str | None) -> Path:
     return out.with_name(out.name + ".journal.jsonl")
 
 
-def score(result: dict, profiles, n_bootstrap: int, errors_as_empty: bool) -> dict:
+def score(result: dict, profiles, n_bootstrap: int, errors_as_empty: bool, score_empty_labels: bool = False) -> dict:
     from lib.metrics import score_result_file
 
     return score_result_file(result, profiles=tuple(profiles), n_bootstrap=n_bootstrap, seed=0,
-                             errors_as_empty=errors_as_empty)
+                             errors_as_empty=errors_as_empty, score_empty_labels=score_empty_labels)
+
+
+URL_MODES = ("vllm", "openai", "vllm_stream")  # backends that pass an http(s) image URL on to the server
+
+
+def drop_duplicates(samples: list) -> tuple[list, list[int]]:
+    """(samples without exact repeats, dataset rows dropped): a row with the same image and label as an earlier
+    row would be scored twice."""
+    seen: set[tuple[str, str]] = set()
+    kept, dropped = [], []
+    for s in samples:
+        key = (s.image_path, s.text)
+        if key in seen:
+            dropped.append(s.index)
+        else:
+            seen.add(key)
+            kept.append(s)
+    return kept, dropped
+
+
+def reject_urls(samples, mode: str, data_file) -> None:
+    """A URL image with a backend that reads local files fails up front, naming the rows, before any model loads."""
+    from lib.data import URL_FIX, DataError
+    from lib.evaluation.images import is_url
+
+    if mode in URL_MODES:
+        return
+    rows = [s.index for s in samples if is_url(s.image_path) and not s.image_path.startswith("data:")]
+    if rows:
+        shown = ", ".join(str(r) for r in rows[:10]) + (" ..." if len(rows) > 10 else "")
+        raise DataError(f"{data_file}: {len(rows)} row(s) have an http(s) image URL (rows {shown}), which --mode "
+                        f"{mode} cannot read: {URL_FIX}")
+
+
+def skipped_flagged(samples, data_file, keys) -> set[int]:
+    """Dataset rows to leave out for `--skip-flagged KEY ...`: rows where a KEY field is true in the data file, or
+    rows flagged KEY (e.g. gt_wrong) in the review sidecar next to it (lib/review.py)."""
+    if not keys:
+        return set()
+    from lib.review import flagged_rows
+
+    out = {s.index for s in samples if any(s.extra.get(k) for k in keys)}
+    return out | flagged_rows(data_file, samples, keys)
 
 
 def evaluate(args: Any) -> dict:
     from lib.config import resolved_config
-    from lib.data import dataset_hash, load_samples, validate_samples
+    from lib.data import DataError, dataset_hash, read_samples, validate_samples
     from lib.evaluation.args import load_eval_prompt, make_backend
     from lib.results import SCHEMA_VERSION, git_commit, write_results
 
     t_start = time.perf_counter()
-    all_samples = load_samples(args.data_file)
-    kept = [s for s in all_samples if not any(s.extra.get(k) for k in (args.skip_flagged or []))]
-    if len(kept) < len(all_samples):
-        log.info("skipping %d row(s) flagged %s", len(all_samples) - len(kept), args.skip_flagged)
+    all_samples, bad_rows = read_samples(args.data_file)
+    for problem in bad_rows[:20]:  # reported per row; the other rows are evaluated
+        log.warning("%s: skipping %s", args.data_file, problem)
+    if len(bad_rows) > 20:
+        log.warning("... and %d more malformed rows skipped", len(bad_rows) - 20)
+    if not all_samples:
+        raise DataError(f"{args.data_file}: no usable rows ({len(bad_rows)} malformed)")
+    n_corrected = 0
+    if getattr(args, "apply_corrections", False):
+        from lib.review import apply_corrections, load_review
+
+        review = load_review(args.data_file)
+        n_corrected = apply_corrections(all_samples, review)
+        log.info("using %d corrected label(s) from %s", n_corrected, review.path)
+    flagged = skipped_flagged(all_samples, args.data_file, args.skip_flagged or [])
+    kept = [s for s in all_samples if s.index not in flagged]
+    if flagged:
+        log.info("skipping %d row(s) flagged %s", len(flagged), args.skip_flagged)
+    kept, duplicates = drop_duplicates(kept)
+    if duplicates:
+        log.warning("skipping %d duplicate row(s) (same image and label as an earlier row): rows %s", len(duplicates),
+                    ", ".join(str(d) for d in duplicates[:20]) + (" ..." if len(duplicates) > 20 else ""))
     samples = kept[: args.top_k] if args.top_k and args.top_k > 0 else kept
-    report = validate_samples(samples, check_images=False, allow_empty_labels=True)
+    reject_urls(samples, args.mode, args.data_file)
+    report = validate_samples(samples, check_images=False, allow_empty_labels=True, allow_urls=True)
     if not report.ok:
         log.warning("%s", report.format(limit=10))
+    n_empty = sum(1 for s in samples if not s.text.strip())  # the scorer warns and keeps them out of the aggregates
     log.info("evaluating %d of %d samples from %s", len(samples), len(all_samples), args.data_file)
 
     prompt, meta = load_eval_prompt(args)
@@ -111,8 +174,10 @@ def evaluate(args: Any) -> dict:
         "decoding": decoding,
         "run_identity": identity,
         "postprocessors": postprocessors,
-        "data": {"path": str(args.data_file), "hash": identity["data_hash"], "n": len(samples), "n_in_file": len(all_samples),
-                 "skipped_flagged": len(all_samples) - len(kept), "skip_flagged": list(args.skip_flagged or [])},
+        "data": {"path": str(args.data_file), "hash": identity["data_hash"], "n": len(samples),
+                 "n_in_file": len(all_samples) + len(bad_rows), "skipped_flagged": len(flagged),
+                 "skip_flagged": list(args.skip_flagged or []), "malformed_rows": bad_rows,
+                 "skipped_duplicates": duplicates, "n_empty_labels": n_empty, "corrected_labels": n_corrected},
         "journal": str(jpath),
         "git_commit": git_commit(),
         "config": cfg,
@@ -123,7 +188,8 @@ def evaluate(args: Any) -> dict:
     }
     if meta:
         result["model_meta"] = meta
-    result = score(result, args.profiles, args.n_bootstrap, args.errors_as_empty)
+    result = score(result, args.profiles, args.n_bootstrap, args.errors_as_empty,
+                   score_empty_labels=getattr(args, "score_empty_labels", False))
     write_results(result, args.output_file)
     partial = Path(args.output_file).with_suffix(".partial.json")
     if partial.exists():

@@ -170,6 +170,8 @@ def build_samples(samples: Sequence, journal: Journal, postprocessors: Sequence[
         rec = journal.records.get(s.index)
         item: dict[str, Any] = {"image_path": s.raw_image_path or s.image_path, "label": s.text, "index": s.index,
                                 "doc_id": s.doc_id, "element": s.element}
+        if getattr(s, "doc_id_derived", False):
+            item["doc_id_derived"] = True  # guessed from the path: confidence intervals resample samples instead
         if s.layout is not None:
             item["layout"] = s.layout
         if rec is None:

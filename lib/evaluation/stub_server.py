@@ -59,8 +59,9 @@ class FaultPlan:
 class StubServer:
     def __init__(self, responder: Callable[[dict, bytes | None], str] | None = None, *, model_id: str = "stub-ocr",
                  latency_s: float = 0.0, faults: FaultPlan | None = None, chunk_chars: int = 3,
-                 require_api_key: str | None = None):
+                 require_api_key: str | None = None, hold: Callable[[str | None], None] | None = None):
         self.responder = responder or _digest_responder
+        self.hold = hold  # called with the image key before answering, outside any lock (tests hold requests)
         self.model_id = model_id
         self.latency_s = latency_s
         self.faults = faults or FaultPlan()
@@ -253,6 +254,8 @@ class _Handler(BaseHTTPRequestHandler):
         stream = bool(body.get("stream"))
         if stub.latency_s:
             time.sleep(stub.latency_s)
+        if stub.hold is not None:
+            stub.hold(key)
         fault = stub.pick_fault(key)
         text = stub.answer(body, image)
         if fault and self._fault(fault, stream, text):

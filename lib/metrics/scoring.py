@@ -223,12 +223,16 @@ def _mean_cis(codes: np.ndarray, ks: list[int], values: dict[str, list[float]], 
                                   n_bootstrap=n_bootstrap, seed=seed)
 
 
-def _slices(key: str, included: list[int], samples: list[dict], arrays, b: PairBatch, codes, n_bootstrap, seed):
+def _slices(key: str, included: list[int], samples: list[dict], arrays, b: PairBatch, codes, n_bootstrap, seed,
+            keep: np.ndarray | None = None):
     values = [samples[pos].get(key) for pos in included]
     if all(v is None or v == "" for v in values):
         return None
+    allowed = None if keep is None else set(keep.tolist())
     groups: dict[str, list[int]] = {}
     for k, v in enumerate(values):
+        if allowed is not None and k not in allowed:
+            continue
         name = "(none)" if v is None or v == "" else (str(v) if not isinstance(v, (dict, list)) else None)
         if name is None:
             return None  # structured values (e.g. layout attributes) are sliced by the analysis scripts
@@ -253,12 +257,19 @@ def score_texts(preds: Sequence[str | None], gts: Sequence[str | None], profile:
     return _aggregate(np.arange(len(preds)), arrays, b, codes, n_bootstrap, seed)
 
 
+def bootstrap_doc_ids(samples: Sequence[dict]) -> list[object | None]:
+    """The document of each sample for the bootstrap: its ``doc_id`` unless that was only guessed from the image
+    path (``doc_id_derived``), in which case the sample is its own unit."""
+    return [None if s.get("doc_id_derived") else s.get("doc_id") for s in samples]
+
+
 def score_result_file(result: dict, profiles: Sequence[str] = (DEFAULT_PROFILE,), n_bootstrap: int = 1000,
                       seed: int = 0, errors_as_empty: bool = False, anatomy: bool = True, workers: int | None = None,
-                      table_time_limit_s: float | None = DEFAULT_TIME_LIMIT_S) -> dict:
+                      table_time_limit_s: float | None = DEFAULT_TIME_LIMIT_S, score_empty_labels: bool = False) -> dict:
     """Score `result` (a dict in the lib/results.py schema, modified in place and returned); see the module docstring
     for what is filled. `profiles`: normalization profiles, the first is the primary (``overall_cer``/``overall_f1``,
-    per-sample ``cer_score``/``f1_score``)."""
+    per-sample ``cer_score``/``f1_score``). Samples whose label is empty get per-sample scores but stay out of the
+    aggregates (counted in ``n_empty_labels``) unless `score_empty_labels`."""
     if isinstance(profiles, str):
         profiles = (profiles,)
     profiles = list(dict.fromkeys(check_profile(p) for p in profiles))
@@ -274,10 +285,22 @@ def score_result_file(result: dict, profiles: Sequence[str] = (DEFAULT_PROFILE,)
     included = [i for i, s in enumerate(samples) if errors_as_empty or not s.get("error")]
     n_errors = sum(1 for s in samples if s.get("error"))
     positions = np.asarray(included, dtype=np.int64)
-    codes = stats.group_codes([samples[i].get("doc_id") for i in included])
     raw_preds = [_prediction_text(samples[i], errors_as_empty) for i in included]
     raw_gts = ["" if samples[i].get("label") is None else str(samples[i]["label"]) for i in included]
+    empty_label = [k for k, g in enumerate(raw_gts) if not g.strip()]
+    if empty_label:
+        log.warning("%d sample(s) have an empty label (first: %s); %s", len(empty_label),
+                    samples[included[empty_label[0]]].get("image_path"),
+                    "scored" if score_empty_labels else "left out of the aggregate scores (--score-empty-labels "
+                    "includes them)")
     all_idx = np.arange(len(included), dtype=np.int64)
+    if not score_empty_labels and empty_label:
+        all_idx = np.setdiff1d(all_idx, np.asarray(empty_label, dtype=np.int64))
+    codes, unit = stats.bootstrap_codes(bootstrap_doc_ids([samples[included[k]] for k in all_idx]))
+    # indexed by batch position like the arrays; samples left out of the aggregates get groups of their own
+    codes_all = np.arange(len(included), dtype=np.int64) + (int(codes.max()) + 1 if len(codes) else 0)
+    codes_all[all_idx] = codes
+    codes = codes_all
 
     agg_scores: dict[str, Any] = {}
     per_sample: dict[int, dict[str, dict]] = {i: {} for i in included}
@@ -318,9 +341,10 @@ def score_result_file(result: dict, profiles: Sequence[str] = (DEFAULT_PROFILE,)
             "teds_s_macro": [table_per[included[k]]["teds_s"] for k in table_k]}, n_bootstrap, seed)
         agg["slices"] = {}
         for key in ("element", "lang"):
-            sl = _slices(key, included, samples, arrays, b, codes, n_bootstrap, seed)
+            sl = _slices(key, included, samples, arrays, b, codes, n_bootstrap, seed, keep=all_idx)
             if sl is not None:
                 agg["slices"][key] = sl
+        agg["n_empty_labels"] = len(empty_label)
         agg["n_errors"] = n_errors if not errors_as_empty else 0
         agg["n_errors_scored_as_empty"] = n_errors if errors_as_empty else 0
         agg_scores[profile] = agg
@@ -343,8 +367,8 @@ def score_result_file(result: dict, profiles: Sequence[str] = (DEFAULT_PROFILE,)
     result["n_errors"] = n_errors
     result["errors_as_empty"] = bool(errors_as_empty)
     result["scoring"] = {"n_bootstrap": int(n_bootstrap), "seed": int(seed), "confidence": 0.95,
-                         "bootstrap_unit": "doc_id" if any(samples[i].get("doc_id") for i in included) else "sample",
-                         "table_time_limit_s": table_time_limit_s}
+                         "bootstrap_unit": unit, "table_time_limit_s": table_time_limit_s,
+                         "empty_labels": "scored" if score_empty_labels else "excluded from aggregates"}
     result.setdefault("schema_version", 1)
     return result
 
@@ -403,16 +427,26 @@ def paired_comparison(result_a: dict, result_b: dict, metric: str = "cer", profi
 
     ba, arr_a = run(sa, [i for i, _ in pairs])
     bb, arr_b = run(sb, [j for _, j in pairs])
-    codes = stats.group_codes([sa[i].get("doc_id") or sb[j].get("doc_id") for i, j in pairs])
+    doc_a, doc_b = bootstrap_doc_ids([sa[i] for i, _ in pairs]), bootstrap_doc_ids([sb[j] for _, j in pairs])
+    codes, unit = stats.bootstrap_codes([x if x not in (None, "") else y for x, y in zip(doc_a, doc_b)])
     n = len(pairs)
+    out["bootstrap_unit"] = unit
     if m.micro_arrays is not None:  # cer: the micro aggregate, as in scores[profile]
         (num_a, den), (num_b, den_b) = ([x.astype(float) for x in m.micro_arrays(bt)] for bt in (ba, bb))
         a_val, b_val = _micro(num_a.sum(), den.sum()), _micro(num_b.sum(), den_b.sum())
         diff_num = num_b - num_a
+        out["difference_of"] = "micro " + metric.upper()
         if den.sum() <= 0:
             diff_num, den = arr_b[col] - arr_a[col], np.ones(n)
+        elif mismatched and den_b.sum() > 0:
+            # each file's micro CER has its own denominator: split B − A exactly into per-pair terms
+            # num_b/Σden_b − num_a/Σden_a (their sum is b_val − a_val) instead of dividing both by A's label lengths
+            diff_num = (num_b / float(den_b.sum()) - num_a / float(den.sum())) * n
+            den = np.ones(n)
+            out["difference_method"] = "per-pair terms of each file's own micro CER (labels differ)"
         out["mean_sample_difference"] = float((arr_b[col] - arr_a[col]).mean())
     else:
+        out["difference_of"] = "mean " + metric
         a_val, b_val = float(arr_a[col].mean()), float(arr_b[col].mean())
         diff_num, den = arr_b[col] - arr_a[col], np.ones(n)
     test = stats.paired_test(codes, diff_num, den, n_bootstrap=n_bootstrap, n_permutations=n_permutations, seed=seed)
@@ -420,7 +454,8 @@ def paired_comparison(result_a: dict, result_b: dict, metric: str = "cer", profi
     better = per > 1e-12 if m.higher_is_better else per < -1e-12
     worse = per < -1e-12 if m.higher_is_better else per > 1e-12
     out.update({"a": a_val, "b": b_val, "difference": test["difference"], "ci95": test["ci95"],
-                "p_value": test["p_value"], "n_docs": test["n_groups"], "n_bootstrap": n_bootstrap,
+                "p_value": test["p_value"], "p_value_at_floor": test.get("p_value_at_floor", False),
+                "n_docs": test["n_groups"], "n_bootstrap": n_bootstrap,
                 "n_permutations": n_permutations, "improved": int(better.sum()), "regressed": int(worse.sum()),
                 "unchanged": int(n - better.sum() - worse.sum())})
     return out

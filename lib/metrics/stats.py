@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["group_codes", "bootstrap_ratios", "paired_test"]
+__all__ = ["group_codes", "bootstrap_codes", "bootstrap_ratios", "paired_test", "format_p_value"]
 
 _CHUNK_CELLS = 4_000_000  # resamples × groups per chunk (bounds memory: ~32 MB of float64)
 
@@ -43,6 +43,32 @@ def group_codes(doc_ids: Sequence[object | None]) -> np.ndarray:
         codes[i] = c
     # make codes dense 0..G-1 in order of first appearance (they already are)
     return codes
+
+
+def bootstrap_codes(doc_ids: Sequence[object | None]) -> tuple[np.ndarray, str]:
+    """(group codes, unit) for a bootstrap: whole documents when the samples carry document ids, else single
+    samples. When every sample has the same doc_id there is nothing to resample at the document level (the CI
+    would have zero width), so samples are resampled and the unit says so."""
+    codes = group_codes(doc_ids)
+    if not any(d not in (None, "") for d in doc_ids):
+        return codes, "sample"
+    if len(codes) > 1 and int(codes.max()) == 0:
+        return np.arange(len(codes), dtype=np.int64), "sample (all samples have one doc_id)"
+    return codes, "doc_id"
+
+
+def format_p_value(p: float | None, n_permutations: int | None = None) -> str:
+    """A permutation p-value for people: at the floor 1/(R+1) no permutation was as extreme as the observed
+    difference, so the test only says p is below that bound: "< 0.0001", never "0.0001" as if exact."""
+    if p is None:
+        return "—"
+    if n_permutations:
+        floor = 1.0 / (n_permutations + 1)
+        if p <= floor * (1 + 1e-9):
+            bound = float(f"{floor:.1g}")
+            bound = bound if bound >= floor else float(f"{floor * 1.5:.1g}")
+            return f"< {bound:g}"
+    return f"{p:.4g}"
 
 
 def _resample_weights(rng: np.random.Generator, n_rows: int, n_groups: int) -> np.ndarray:
@@ -118,4 +144,5 @@ def paired_test(codes: np.ndarray, diff_num: np.ndarray, diff_den: np.ndarray, n
             extreme += int((stats >= thr).sum())
             done += r
         p_value = (1 + extreme) / (1 + n_permutations)
-    return {"difference": obs, "ci95": ci, "p_value": p_value, "n_groups": n_groups}
+    return {"difference": obs, "ci95": ci, "p_value": p_value, "n_groups": n_groups,
+            "p_value_at_floor": p_value is not None and extreme == 0}

@@ -26,6 +26,8 @@ import math
 import typing
 from typing import Any, Mapping
 
+from lib.errors import UserError
+
 __all__ = ["SearchSpaceError", "TYPES", "validate_space", "suggest", "grid_values", "decode_params",
            "training_fields"]
 
@@ -34,7 +36,7 @@ _KEYS = {"loguniform": {"low", "high"}, "uniform": {"low", "high"}, "float": {"l
          "int": {"low", "high", "step", "log"}, "categorical": {"choices"}}
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(UserError, ValueError):
     """A search space entry that cannot be searched; the message names the parameter and the fix."""
 
 

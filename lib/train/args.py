@@ -158,6 +158,12 @@ class SFTArgs:
     def __post_init__(self):
         if self.close_report_to_wandb:
             self.report_to = "none"
+        for name in ("learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size",
+                     "gradient_accumulation_steps", "lora_r"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise ValueError(f"num_train_epochs must be > 0 (or max_steps > 0), got {self.num_train_epochs}")
         if self.finetune == "full" and self.load_in_4bit:
             raise ValueError("finetune=full cannot train a 4-bit model; use --no-load_in_4bit or --finetune lora")
         if not 0.0 <= self.val_ratio < 1.0:

@@ -17,18 +17,31 @@ from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import quote
 
+from lib.errors import UserError
 from lib.ui.diff import DIFF_CSS
 from lib.ui.tables import TABLE_CSS
 
 __all__ = ["import_gradio", "launch", "serve_app", "free_port", "file_url", "APP_CSS", "KEYBOARD_JS", "image_html"]
 
-APP_CSS = DIFF_CSS + TABLE_CSS + """
+# One plain CJK sans-serif for every widget (text boxes, tables, diffs): without it, text areas fall back to whatever
+# fontconfig picks for Han characters (a calligraphic face such as AR PL UKai on Debian) while the diff is in Noto.
+CJK_FONT = ('"Noto Sans CJK TC", "Noto Sans TC", "Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans TW", '
+            '"Microsoft JhengHei", "PingFang TC", sans-serif')
+
+APP_CSS = f"""
+:root, .gradio-container {{ --ocr-cjk-font: {CJK_FONT}; --font: var(--ocr-cjk-font);
+  --font-mono: "IBM Plex Mono", "Noto Sans Mono CJK TC", {CJK_FONT}; }}
+.gradio-container, .gradio-container textarea, .gradio-container input, .gradio-container table,
+.gradio-container [role=gridcell], .gradio-container [role=gridcell] *, .gradio-container [role=columnheader] *,
+.gradio-container .prose {{ font-family: var(--ocr-cjk-font) !important; }}
+""" + DIFF_CSS + TABLE_CSS + """
 .ocr-img-wrap { overflow: auto; max-height: 760px; border: 1px solid var(--border-color-primary); border-radius: 6px;
   background: repeating-conic-gradient(#f4f4f4 0% 25%, #fff 0% 50%) 50% / 16px 16px; }
 .ocr-img-wrap img { display: block; max-width: none; }
 .ocr-img-missing { padding: 24px; color: #a00; }
 .ocr-verdict { font-size: 1.1rem; }
 #sample-table { max-height: 430px; overflow: auto; }
+#deep-link textarea, #deep-link input { font-size: 0.8rem; }
 """
 
 # Arrow keys / j k move between samples unless the focus is in a text field.
@@ -49,6 +62,10 @@ document.addEventListener('keydown', function (e) {
 });
 </script>
 """
+
+
+class PortInUse(UserError, OSError):
+    """The port an app was asked to listen on is taken."""
 
 
 def import_gradio():
@@ -91,13 +108,30 @@ def launch(demo: Any, *, server_name: str = "127.0.0.1", server_port: int | None
     in a background thread (tests call `demo.close()`)."""
     if server_port == 0:
         server_port = free_port(server_name if server_name not in ("0.0.0.0", "") else "127.0.0.1")
-    allowed = sorted({os.path.realpath(os.path.abspath(os.fspath(p))) for p in allowed_paths if p})
-    _, local_url, share_url = demo.launch(
-        server_name=server_name, server_port=server_port, share=share, allowed_paths=allowed,
-        prevent_thread_lock=True, quiet=quiet, show_error=True, enable_monitoring=False, ssr_mode=False,
-        footer_links=["api", "settings"], run_history=False, head=head, css=css)
+    served = getattr(demo, "served_files", None)
+    if served is not None:  # the app's own list of image files, growing as it opens result files
+        allowed = served
+    else:
+        allowed = sorted({os.path.realpath(os.path.abspath(os.fspath(p))) for p in allowed_paths if p})
+    try:
+        _, local_url, share_url = demo.launch(
+            server_name=server_name, server_port=server_port, share=share, allowed_paths=allowed or None,
+            prevent_thread_lock=True, quiet=quiet, show_error=True, enable_monitoring=False, ssr_mode=False,
+            footer_links=["api", "settings"], run_history=False, head=head, css=css)
+    except OSError as exc:
+        if "port" in str(exc).lower():
+            raise PortInUse(f"port {server_port} on {server_name} is in use (another app, or an earlier run still "
+                            f"going?); pass --server_port with a free port, or --server_port 0 for any free "
+                            f"one") from None
+        raise
+    if served is not None:
+        demo.allowed_paths = served  # Gradio reads it per request: files added later are served too
     if not quiet:
-        print(f"Serving files only from: {', '.join(allowed) or '(none)'}", flush=True)
+        if served is not None:
+            print(f"Serving only the images the result files name, inside: {', '.join(served.roots) or '(none)'}",
+                  flush=True)
+        else:
+            print(f"Serving files only from: {', '.join(allowed) or '(none)'}", flush=True)
         if share_url:
             print(f"Public share link: {share_url}", flush=True)
     if block:

@@ -6,7 +6,8 @@ k-th in the other, so duplicated images still pair one to one) — the same rule
 
 Per pair, "which is better" compares the per-sample CER (lower is better; model 1 = the baseline, model 2 = the
 candidate, e.g. before / after fine-tuning): `improved` (model 2 lower), `regressed` (model 2 higher), `same`;
-`both wrong` = both CERs > 0. A sample with an error on one side counts as that side being wrong.
+`both wrong` = both CERs > 0. A pair where either side has an error has the verdict `error` and no ΔCER: the
+paired statistics leave it out, so the filter counts and the statistics count the same pairs.
 
 Not for: the statistics themselves (count_metric.paired_comparison).
 """
@@ -24,6 +25,7 @@ __all__ = ["Pair", "pair_rows", "filter_pairs", "sort_pairs", "PAIR_FILTERS", "P
            "pairs_table", "paired_stats", "paired_stats_markdown", "pair_counts"]
 
 PAIR_FILTERS = ("all", "improved", "regressed", "same", "both wrong", "errors")
+VERDICT_FILTER = {"improved": "improved", "regressed": "regressed", "same": "same", "errors": "error"}
 PAIR_SORT_KEYS = ("position", "delta", "cer_1", "cer_2")
 EPS = 1e-12
 
@@ -43,13 +45,20 @@ class Pair:
         return self.a.label
 
     @property
+    def has_error(self) -> bool:
+        return self.a.is_error or self.b.is_error
+
+    @property
     def delta(self) -> float | None:
-        """CER(model 2) − CER(model 1): negative = model 2 better."""
-        ca, cb = _cer_or_one(self.a), _cer_or_one(self.b)
-        return None if ca is None or cb is None else cb - ca
+        """CER(model 2) − CER(model 1): negative = model 2 better; None when a side has an error or no score."""
+        if self.has_error or self.a.cer is None or self.b.cer is None:
+            return None
+        return self.b.cer - self.a.cer
 
     @property
     def verdict(self) -> str:
+        if self.has_error:
+            return "error"
         d = self.delta
         if d is None:
             return "unknown"
@@ -61,15 +70,8 @@ class Pair:
 
     @property
     def both_wrong(self) -> bool:
-        ca, cb = _cer_or_one(self.a), _cer_or_one(self.b)
-        return ca is not None and cb is not None and ca > EPS and cb > EPS
-
-
-def _cer_or_one(r: Row) -> float | None:
-    """An errored sample is scored as fully wrong for the verdict (CER 1)."""
-    if r.is_error:
-        return 1.0
-    return r.cer
+        d = self.delta
+        return d is not None and self.a.cer > EPS and self.b.cer > EPS
 
 
 def pair_rows(result_a: dict, result_b: dict, rows_a: Sequence[Row] | None = None,
@@ -97,11 +99,9 @@ def filter_pairs(pairs: Iterable[Pair], which: str = "all", search: str = "") ->
     out = []
     q = search.casefold() if search else ""
     for p in pairs:
-        if which in ("improved", "regressed", "same") and p.verdict != which:
+        if which in VERDICT_FILTER and p.verdict != VERDICT_FILTER[which]:
             continue
         if which == "both wrong" and not p.both_wrong:
-            continue
-        if which == "errors" and not (p.a.is_error or p.b.is_error):
             continue
         if q and q not in "\n".join([p.label, p.a.prediction or "", p.b.prediction or "", p.image_path]).casefold():
             continue
@@ -123,6 +123,9 @@ def sort_pairs(pairs: Iterable[Pair], key: str = "position", descending: bool = 
 
 def verdict_text(p: Pair, names: tuple[str, str] = ("Model 1", "Model 2")) -> str:
     d = p.delta
+    if p.verdict == "error":
+        who = " and ".join(n for n, r in zip(names, (p.a, p.b)) if r.is_error)
+        return f"⚠ error in {who}: no ΔCER, left out of the paired statistics"
     if p.verdict == "improved":
         return f"✔ {names[1]} better (ΔCER {d:+.4f})"
     if p.verdict == "regressed":
@@ -133,12 +136,13 @@ def verdict_text(p: Pair, names: tuple[str, str] = ("Model 1", "Model 2")) -> st
 
 
 def pair_counts(pairs: Sequence[Pair]) -> dict[str, int]:
+    """Pairs per filter; improved + regressed + same + errors = all pairs (with scores)."""
     c = {"improved": 0, "regressed": 0, "same": 0, "both wrong": 0, "errors": 0}
     for p in pairs:
-        if p.verdict in c:
+        if p.verdict in ("improved", "regressed", "same"):
             c[p.verdict] += 1
         c["both wrong"] += p.both_wrong
-        c["errors"] += p.a.is_error or p.b.is_error
+        c["errors"] += p.has_error
     return c
 
 
@@ -173,12 +177,16 @@ def paired_stats_markdown(stats: dict | None, names: tuple[str, str]) -> str:
             f"(profile `{stats.get('profile')}`, n = {stats.get('n')} pairs from {stats.get('n_docs')} documents)")
     if stats.get("difference") is None:
         return head + " — no pairs to compare."
+    from lib.metrics.stats import format_p_value
+
     ci = stats.get("ci95") or [None, None]
     better = "lower" if not stats.get("higher_is_better") else "higher"
+    what = stats.get("difference_of") or ("micro CER" if stats.get("metric") == "cer" else "mean")
+    p_text = format_p_value(stats.get("p_value"), stats.get("n_permutations"))
     parts = [f"{names[0]}: **{stats['a']:.4f}**", f"{names[1]}: **{stats['b']:.4f}**",
-             f"mean difference **{stats['difference']:+.4f}**",
+             f"difference of {what} **{stats['difference']:+.4f}**",
              f"95 % CI **[{ci[0]:+.4f}, {ci[1]:+.4f}]**" if None not in ci else "95 % CI —",
-             f"p-value **{stats['p_value']:.4g}**",
+             f"p-value **{p_text}**",
              f"per sample: {stats.get('improved', 0)} improved · {stats.get('regressed', 0)} regressed · "
              f"{stats.get('unchanged', 0)} unchanged"]
     notes = []
@@ -188,7 +196,9 @@ def paired_stats_markdown(stats: dict | None, names: tuple[str, str]) -> str:
         notes.append(f"{stats['n_label_mismatch']} pair(s) have different ground truth in the two files (each file's "
                      f"own label is used)")
     if stats.get("n_excluded_errors"):
-        notes.append(f"{stats['n_excluded_errors']} pair(s) with an error excluded")
+        notes.append(f"{stats['n_excluded_errors']} pair(s) with an error excluded (filter: errors)")
+    if stats.get("difference_method"):
+        notes.append(f"difference: {stats['difference_method']}")
     tail = (f"\n\n{better} {metric} is better; CI: document-level bootstrap, p: sign-flip permutation test"
             + ("; " + "; ".join(notes) if notes else ""))
     return head + "\n\n" + " · ".join(parts) + tail
@@ -205,13 +215,18 @@ class PairView:
 
 
 def render_pair(p: Pair, names: tuple[str, str], allowed_roots: Sequence[str], bases: Sequence[str] = (),
-                zoom: int = 100) -> PairView:
+                zoom: int = 100, diff_profile: str | None = None) -> PairView:
+    """Everything shown for one pair. `diff_profile` (e.g. "standard") diffs the normalized texts the scores were
+    computed on instead of the raw texts."""
     from lib.ui.app import image_html
     from lib.ui.diff import char_diff, diff_html, diff_stats
-    from lib.ui.paths import resolve_image
+    from lib.ui.paths import ServedFiles, resolve_image
     from lib.ui.tables import looks_like_table, side_by_side_html
 
-    img, reason = resolve_image(p.image_path, allowed_roots, bases)
+    if isinstance(allowed_roots, ServedFiles):  # a running app: the image also becomes one it may serve
+        img, reason = allowed_roots.resolve(p.image_path, bases)
+    else:
+        img, reason = resolve_image(p.image_path, allowed_roots, bases)
 
     def line(name: str, r: Row) -> str:
         if r.is_error:
@@ -228,9 +243,15 @@ def render_pair(p: Pair, names: tuple[str, str], allowed_roots: Sequence[str], b
     if any(looks_like_table(t) for t in (p.label, p.a.prediction, p.b.prediction)):
         tables = side_by_side_html(p.label, p.a.prediction, titles=("Ground truth", names[0], names[1]),
                                    extra=(p.b.prediction,))
+    gt, pa, pb = p.label, p.a.prediction, p.b.prediction
+    if diff_profile:
+        from lib.ui.samples import count_metric
+
+        norm = count_metric().normalize
+        gt = norm(gt, diff_profile)
+        pa, pb = (None if x is None else norm(x, diff_profile) for x in (pa, pb))
     return PairView(image=image_html(img, reason, zoom, alt=p.image_path), info=info, label=p.label,
-                    diff_a=diff_html(p.label, p.a.prediction), diff_b=diff_html(p.label, p.b.prediction),
-                    tables=tables)
+                    diff_a=diff_html(gt, pa), diff_b=diff_html(gt, pb), tables=tables)
 
 
 __all__ += ["PairView", "render_pair"]

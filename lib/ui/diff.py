@@ -23,7 +23,7 @@ __all__ = ["DiffOp", "DiffStats", "char_diff", "diff_stats", "diff_html", "DIFF_
 
 DIFF_CSS = """
 .ocr-diff { white-space: pre-wrap; word-break: break-all; font-size: 1.05rem; line-height: 1.7;
-  font-family: "Noto Sans CJK TC", "Noto Sans CJK SC", "AR PL UMing TW", "AR PL UKai TW", ui-sans-serif, sans-serif;
+  font-family: var(--ocr-cjk-font);
   padding: 8px 10px; border: 1px solid var(--border-color-primary); border-radius: 6px; background: var(--background-fill-secondary);
   max-height: 420px; overflow: auto; }
 .ocr-diff .d-del { background: #fdd; color: #a00; text-decoration: line-through; }

@@ -22,15 +22,19 @@ from pathlib import Path
 from typing import Iterable, Sequence
 from urllib.parse import unquote
 
+from lib.errors import UserError
+
 __all__ = ["UnsafePathError", "is_inside", "check_relative_name", "resolve_inside", "resolve_image",
-           "list_files", "sanitize_prompt_name", "PROMPT_SUFFIXES"]
+           "list_files", "sanitize_prompt_name", "PROMPT_SUFFIXES", "ServedFiles", "IMAGE_SUFFIXES"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 
 PROMPT_SUFFIXES = (".yml", ".yaml")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 _PROMPT_NAME = re.compile(r"^[\w\-. ]+$", re.UNICODE)  # letters (CJK included), digits, _ - . space
 
 
-class UnsafePathError(ValueError):
+class UnsafePathError(UserError, ValueError):
     """A name that would leave its folder (or is not a valid name); the message says what was wrong."""
 
 
@@ -133,6 +137,9 @@ def resolve_image(raw: str | None, allowed_roots: Iterable[str | os.PathLike],
         if any(is_inside(cand, r) for r in roots):
             real = _real(cand)
             if os.path.isfile(real):
+                refused = _not_servable(real, roots)
+                if refused:
+                    return None, refused
                 return Path(real), ""
         else:
             outside.append(_real(cand))
@@ -141,6 +148,57 @@ def resolve_image(raw: str | None, allowed_roots: Iterable[str | os.PathLike],
                       f"({', '.join(roots) or 'none'}); pass --data-root with the folder that holds it")
     return None, (f"image not found: {raw} (looked in {', '.join(roots + [str(b) for b in bases if b]) or 'nowhere'};"
                   f" pass --data-root with the folder relative image paths start from)")
+
+
+def _not_servable(real: str, roots: Sequence[str]) -> str:
+    """Why the file at `real` (inside one of `roots`) must not be served, or "" when it may: hidden files and
+    anything in a hidden folder (.env, .ssh/...) never; only image files (by suffix, or by content for a file
+    without a known image suffix)."""
+    for r in roots:
+        if is_inside(real, r):
+            rel = os.path.relpath(real, r)
+            if any(part.startswith(".") for part in rel.split(os.sep) if part not in ("", ".")):
+                return f"not shown: {rel} is a hidden file or in a hidden folder"
+    if real.lower().endswith(IMAGE_SUFFIXES):
+        return ""
+    from lib.evaluation.images import sniff_mime
+
+    try:
+        with open(real, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        return f"image not readable: {exc.strerror}"
+    if sniff_mime(head).startswith("image/"):
+        return ""
+    return f"not shown: {os.path.basename(real)} is not an image file"
+
+
+class ServedFiles(list):
+    """The exact files an app lets the browser fetch (Gradio's `allowed_paths`, which it reads on every request):
+    the images of the samples the app has resolved, each checked by `resolve_image` (inside an allowed folder,
+    symlinks followed, not hidden, an image). Folders are never added, so nothing else in them is served."""
+
+    def __init__(self, roots: Iterable[str | os.PathLike] = ()):
+        super().__init__()
+        self.roots = [_real(r) for r in roots if r]
+        self._seen: set[str] = set()
+
+    def add(self, path: str | os.PathLike | None) -> None:
+        if path is None:
+            return
+        real = _real(path)
+        if real in self._seen or not os.path.isfile(real) or not any(is_inside(real, r) for r in self.roots):
+            return
+        if _not_servable(real, self.roots):
+            return
+        self._seen.add(real)
+        self.append(real)
+
+    def resolve(self, raw: str | None, bases: Iterable[str | os.PathLike] = ()) -> tuple[Path | None, str]:
+        """`resolve_image` within this app's folders, adding the image it finds to the served files."""
+        path, reason = resolve_image(raw, self.roots, bases)
+        self.add(path)
+        return path, reason
 
 
 def sanitize_prompt_name(name: str) -> str:

@@ -114,7 +114,8 @@ class PromptStore:
         clean, p = self._path(name)
         validate_prompt_yaml(yaml_text, clean)
         if os.path.lexists(p):
-            raise PromptStoreError(f"{clean!r} already exists; use Update (and confirm the overwrite) to change it")
+            raise PromptStoreError(f"{clean!r} already exists; to change it, open it under 'View / edit / delete', "
+                                   f"tick 'confirm overwrite' and press Save")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         try:
             fd = os.open(p, flags, 0o644)

@@ -22,21 +22,21 @@ from lib.metrics.registry import aggregate_labels, headline_keys
 
 __all__ = ["Row", "RowFilter", "rows_from_result", "filter_rows", "sort_rows", "worst_k", "slice_table",
            "header_markdown", "header_parts", "overall_scores", "primary_profile", "ensure_scored", "SORT_KEYS", "ERROR_FILTERS",
-           "layout_label", "config_json", "rows_table", "ROWS_TABLE_HEADERS", "fmt_score", "count_metric"]
+           "layout_label", "config_json", "rows_table", "ROWS_TABLE_HEADERS", "fmt_score", "count_metric",
+           "REVIEW_FILTERS", "row_confusions", "top_confusions"]
 
 SORT_KEYS = ("position", "cer", "f1", "ned", "length")
 ERROR_FILTERS = ("all", "errors only", "no errors", "imperfect (CER > 0)", "perfect (CER = 0)")
+REVIEW_FILTERS = ("all", "flagged (any)", "gt_wrong", "model_wrong", "ambiguous", "corrected", "with a note",
+                  "not reviewed")
 N_BOOTSTRAP_UI = 1000  # bootstrap resamples for CIs the viewer computes itself (slices, files without CIs)
 
 
 def count_metric():
-    """The metrics module, or None while it is not available."""
-    try:
-        from lib.utils import count_metric as cm  # noqa: WPS433
+    """The metrics module. An import error in it is raised, not hidden behind "scores unavailable"."""
+    import lib.metrics as cm
 
-        return cm if hasattr(cm, "score_result_file") else None
-    except ImportError:
-        return None
+    return cm
 
 
 def primary_profile(result: dict) -> str | None:
@@ -148,8 +148,32 @@ class RowFilter:
     max_len: int | None = None
     errors: str = "all"  # one of ERROR_FILTERS
     search: str = ""  # substring of label, prediction or image path (case-insensitive)
+    review: str = "all"  # one of REVIEW_FILTERS, judged with `reviews`
+    reviews: Any = None  # image_path -> lib.review.ReviewItem (the review sidecar of the file's dataset)
+    confusion: tuple[str, str] | None = None  # (ground-truth char, predicted char): samples with that substitution
+    confusions: Any = None  # row position -> set of (gt char, pred char), from `row_confusions`
+
+    def _review_ok(self, r: Row) -> bool:
+        if self.review == "all":
+            return True
+        it = (self.reviews or {}).get(r.image_path)
+        if self.review == "not reviewed":
+            return it is None
+        if it is None:
+            return False
+        if self.review == "flagged (any)":
+            return bool(it.flags)
+        if self.review == "corrected":
+            return it.label is not None
+        if self.review == "with a note":
+            return bool(it.note.strip())
+        return self.review in it.flags
 
     def matches(self, r: Row) -> bool:
+        if not self._review_ok(r):
+            return False
+        if self.confusion is not None and self.confusion not in (self.confusions or {}).get(r.pos, ()):
+            return False
         if self.elements and (r.element or "(none)") not in self.elements:
             return False
         if self.layouts and (r.layout or "(none)") not in self.layouts:
@@ -177,7 +201,42 @@ class RowFilter:
 def filter_rows(rows: Iterable[Row], flt: RowFilter) -> list[Row]:
     if flt.errors not in ERROR_FILTERS:
         raise ValueError(f"unknown error filter {flt.errors!r}; choose one of {ERROR_FILTERS}")
+    if flt.review not in REVIEW_FILTERS:
+        raise ValueError(f"unknown review filter {flt.review!r}; choose one of {REVIEW_FILTERS}")
     return [r for r in rows if flt.matches(r)]
+
+
+def row_confusions(rows: Sequence[Row], profile: str = "standard") -> dict[int, dict[tuple[str, str], int]]:
+    """Per row position: the character substitutions (ground-truth char, predicted char) -> count of a minimal
+    Levenshtein alignment of the normalized texts, the alignment the scores count (errors have none)."""
+    from rapidfuzz.distance import Levenshtein
+
+    norm = count_metric().normalize
+    out: dict[int, dict[tuple[str, str], int]] = {}
+    for r in rows:
+        if r.is_error:
+            continue
+        g, p = norm(r.label, profile), norm(r.prediction or "", profile)
+        subs: dict[tuple[str, str], int] = {}
+        for op in Levenshtein.editops(g, p):
+            if op.tag == "replace":
+                key = (g[op.src_pos], p[op.dest_pos])
+                subs[key] = subs.get(key, 0) + 1
+        if subs:
+            out[r.pos] = subs
+    return out
+
+
+def top_confusions(per_row: dict[int, dict[tuple[str, str], int]], k: int = 20) -> list[tuple[str, str, int, int]]:
+    """The k most frequent substitutions: (gt char, pred char, count, samples with it), most frequent first."""
+    count: dict[tuple[str, str], int] = {}
+    samples: dict[tuple[str, str], int] = {}
+    for subs in per_row.values():
+        for key, n in subs.items():
+            count[key] = count.get(key, 0) + n
+            samples[key] = samples.get(key, 0) + 1
+    ranked = sorted(count, key=lambda key: (-count[key], -samples[key], key))
+    return [(g, p, count[(g, p)], samples[(g, p)]) for g, p in ranked[:k]]
 
 
 def sort_rows(rows: Iterable[Row], key: str = "position", descending: bool = False) -> list[Row]:
@@ -239,26 +298,42 @@ def _slice_values(s: dict, by: str) -> str:
 
 
 def slice_table(result: dict, by: str = "element", n_bootstrap: int = N_BOOTSTRAP_UI, seed: int = 0,
-                max_groups: int = 100) -> list[dict[str, Any]]:
-    """Per `by` group (element, layout, doc_id, ...): n, errors, micro CER with its 95 % CI and mean bag F1.
-    Uses the slices stored by count_metric.score_result_file when the file has them (element, lang); other keys
-    are scored with count_metric.score_texts on each group's non-error samples. Rows: largest group first, at most
-    `max_groups` (slicing by document can make thousands)."""
+                max_groups: int = 100, info: dict | None = None) -> list[dict[str, Any]]:
+    """Per `by` group (element, layout, doc_id, ...): n, errors, micro CER with its 95 % CI and mean bag F1,
+    worst (highest micro CER) first. Uses the slices stored by count_metric.score_result_file when the file has them
+    (element, lang); other keys are scored with count_metric.score_texts on each group's non-error samples. At most
+    `max_groups` rows (slicing by document can make thousands): the worst ones; `info`, when given, receives
+    {"n_groups": all groups, "shown": rows returned} so the page can say what was left out."""
     cm = count_metric()
     prof = primary_profile(result)
     stored = (((result.get("scores") or {}).get(prof or "") or {}).get("slices") or {}).get(by) or {}
     groups: dict[str, list[dict]] = {}
     for s in result["samples"]:
         groups.setdefault(_slice_values(s, by), []).append(s)
+
+    def score(samples, boot):
+        ok = [s for s in samples if not s.get("error")]
+        if not ok:
+            return None
+        return cm.score_texts([s.get("prediction") for s in ok], [s.get("label") for s in ok],
+                              profile=prof or "standard", doc_ids=[s.get("doc_id") for s in ok],
+                              n_bootstrap=boot, seed=seed)
+
+    ranked = []
+    for name, samples in groups.items():
+        agg = stored.get(name)
+        quick = agg if agg is not None else score(samples, 0)
+        cer = (quick or {}).get("cer_micro")
+        ranked.append((name, samples, agg, cer))
+    ranked.sort(key=lambda x: (x[3] is None, -(x[3] or 0.0), -len(x[1]), x[0]))
+    if info is not None:
+        info.update({"n_groups": len(ranked), "shown": min(len(ranked), max_groups)})
     out = []
-    for name, samples in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:max_groups]:
+    for name, samples, agg, _ in ranked[:max_groups]:
         ok = [s for s in samples if not s.get("error")]
         row: dict[str, Any] = {by: name, "n": len(samples), "errors": len(samples) - len(ok)}
-        agg = stored.get(name)
-        if agg is None and cm is not None and ok and hasattr(cm, "score_texts"):
-            agg = cm.score_texts([s.get("prediction") for s in ok], [s.get("label") for s in ok],
-                                 profile=prof or "standard", doc_ids=[s.get("doc_id") for s in ok],
-                                 n_bootstrap=n_bootstrap, seed=seed)
+        if agg is None:
+            agg = score(samples, n_bootstrap)
         if agg:
             found = {n: (v, ci) for n, v, ci in overall_scores(agg)}
             if "cer_micro" in found:
