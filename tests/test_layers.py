@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # lib package or module -> layer; a module may import its own layer and the ones below
 LAYERS = {
-    0: ("config", "errors", "results", "shipped", "data", "split", "prompt", "metrics", "utils", "render"),
+    0: ("config", "errors", "results", "shipped", "data", "split", "prompt", "metrics", "utils", "render", "review"),
     1: ("models", "modeling", "generation", "perf", "synth", "reader", "quickstart_data", "analysis"),
     2: ("train", "evaluation", "merge"),
     3: ("search",),
