@@ -5,6 +5,7 @@ ROOT = Path(__file__).resolve().parents[1]
 groups = [("Pipeline", ["validate_data.py", "split_dataset.py", "sft_gemma.py", "gemma_adapter_merge.py", "evaluate.py",
                         "count_score.py", "inference.py", "results_table.py", "quickstart.py"]),
           ("Search", ["gemma_hyperparameter_search.py"]),
+          ("Reader", ["pretrain_reader.py"]),
           ("Data", ["synth_data.py", "add_layout.py", "data_analysis/analyze_train_test_data.py", "data_analysis/eval_result_analysis.py"]),
           ("Benchmarks", sorted(str(p.relative_to(ROOT / "core")) for p in (ROOT / "core/benchmarks").glob("bench_*.py")))]
 out = ["# core/ — every script and its flags", "",

@@ -122,7 +122,7 @@ def test_cli_wrong_password_is_one_line_exit_2(pg, cli_config):
     assert r.returncode == 2, r.stderr[-3000:]
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
     last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: cannot open the study database") and "password authentication failed" in last
+    assert "error: cannot open the study database" in last and "password authentication failed" in last
     assert "Xyzzy-not-it" not in last and ":***@" in last
 
 
