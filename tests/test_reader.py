@@ -139,3 +139,70 @@ def test_line_finder_cuts_a_real_block_into_lines():
     assert len(squares) >= 3 and all(s.size == (256, 256) for s in squares)
     text = join_lines(boxes, [f"L{i}" for i in range(len(boxes))], layout)
     assert text.count("L") == len(set(id(b) for b, _ in boxes))
+
+
+# ---- the reader through the project's own scripts (random-init reader spec: the path, not the accuracy) ----------
+
+def _blocks(n: int, tmp_path: Path) -> Path:
+    rows = json.loads((REAL / "omnidocbench_zh" / "blocks.json").read_text(encoding="utf-8"))
+    picked = sorted(rows, key=lambda r: -len(r["ocr_results"]))[:n]
+    out = []
+    for r in picked:
+        out.append({**r, "img_path": str((REAL / "omnidocbench_zh" / r["img_path"]).resolve())})
+    path = tmp_path / "blocks.json"
+    path.write_text(json.dumps(out, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+@pytest.mark.skipif(not (REAL / "omnidocbench_zh" / "blocks.json").is_file(), reason="../shared/data/real missing")
+def test_evaluate_hf_reads_a_reader_model_line_by_line(tmp_path, monkeypatch):
+    import importlib
+
+    from lib.generation import generate_batch as real_generate
+
+    seen = []
+
+    def spy(model, processor, prompt, images, **kw):
+        seen.append([im.size for im in images])
+        return real_generate(model, processor, prompt, images, **kw)
+
+    monkeypatch.setattr("lib.generation.generate_batch", spy)
+    ev = importlib.import_module("core.evaluate")
+    data = _blocks(2, tmp_path)
+    out = tmp_path / "res.json"
+    ev.main(ev.parse(["--mode", "hf", "--model-name", "embedded/gemma3-reader-init", "--data-file", str(data),
+                      "--output-file", str(out), "--max-new-tokens", "3", "--batch-size", "32", "--no-progress",
+                      "--n-bootstrap", "20", "--log-level", "WARNING"]))
+    res = json.loads(out.read_text(encoding="utf-8"))
+    assert res["samples"] and all(s.get("prediction") is not None for s in res["samples"])
+    sizes = [s for call in seen for s in call]
+    assert sizes and all(s == (256, 256) for s in sizes)  # folded squares, never the raw block
+    assert len(sizes) >= 2 * 3  # each long block was cut into several lines
+    ident = json.dumps(res, ensure_ascii=False)
+    assert "folded_line" in ident
+
+
+def test_sft_gemma_fine_tunes_the_reader_on_folded_line_crops(tmp_path):
+    import subprocess
+    import sys
+
+    from lib.reader.domain import build_domain_dataset
+
+    info = build_domain_dataset(tmp_path / "dom", faces=["AR PL UKai TW", "Noto Sans CJK TC"], n_docs=3,
+                                lines_per_doc=4, max_len=10)
+    assert info["rows"] >= 8
+    rows = json.loads(Path(info["data_file"]).read_text(encoding="utf-8"))
+    img = Image.open(tmp_path / "dom" / rows[0]["image_path"])
+    assert img.size[1] == 32 and img.size[0] > img.size[1]  # a line crop, unfolded
+    cfg = tmp_path / "ft.json"
+    cfg.write_text(json.dumps({"model_name": "embedded/gemma3-reader-init", "finetune": "full", "load_in_4bit": False,
+                               "learning_rate": 1e-4, "max_steps": 2, "per_device_train_batch_size": 4,
+                               "eval_steps": 2, "save_steps": 2, "logging_steps": 1, "eval_cer_samples": 2,
+                               "final_eval_samples": 2, "eval_max_new_tokens": 4}), encoding="utf-8")
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    r = subprocess.run([sys.executable, "core/sft_gemma.py", "--config", str(cfg), "--input_data", info["data_file"],
+                        "--val_data", info["data_file"], "--output_dir", str(tmp_path / "m")],
+                       cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    meta = json.loads(next((tmp_path / "m").rglob("metadata.json")).read_text(encoding="utf-8"))
+    assert meta.get("global_step") == 2
