@@ -100,7 +100,7 @@ def main(args: QuickstartArgs) -> dict:
     if args.max_steps:
         argv += ["--max_steps", str(args.max_steps)]
     sft_args = parse_args(SFTArgs, argv, legacy_keys=LEGACY_KEYS)
-    from lib.train.trainer import run_training
+    from lib.train import run_training
 
     meta = run_training(sft_args, printer=log)
     timings["train_s"] = time.time() - t

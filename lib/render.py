@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterable, Sequence, Union
 
 __all__ = ["FontInfo", "FontCoverageError", "find_cjk_fonts", "font_covers", "missing_glyphs", "load_font",
-           "render_text_line", "render_text_block", "draw_text", "glyph", "line_width", "text_size", "pypi_font_dir",
+           "render_text_line", "draw_text", "glyph", "line_width", "text_size", "pypi_font_dir",
            "SCRIPTS"]
 
 SCRIPTS = ("hant", "hans")
@@ -417,21 +417,3 @@ def draw_text(target, xy: tuple[float, float], text: str, font_obj, fill=(0, 0, 
             px, py = int(round(cx - w / 2)), int(round(cy - h / 2))  # the glyph's ink box centred in its cell
             core.paste(fill, (px, py, px + w, py + h), mask)
     return text_size(text, font_obj, vertical=True, line_spacing=char_spacing)
-
-
-def render_text_block(lines: Sequence[str], font_path: FontLike, font_size: int = 32, padding: int = 8,
-                      fg=(0, 0, 0), bg=(255, 255, 255), *, line_spacing: float = 1.5, index: int | None = None,
-                      weight: int | None = None, check_coverage: bool = True, mode: str = "RGB"):
-    """Draw several lines, left-aligned, top to bottom; the label is `"\\n".join(lines)`."""
-    from PIL import Image
-
-    if check_coverage:
-        _check(font_path, "".join(lines), index)
-    font = load_font(font_path, font_size, index=index, weight=weight)
-    step = int(round(font_size * line_spacing))
-    w = max((text_size(t, font)[0] for t in lines), default=1)
-    h = step * max(len(lines) - 1, 0) + text_size("", font)[1]
-    img = Image.new(mode, (w + 2 * padding, h + 2 * padding), _color(bg))
-    for i, t in enumerate(lines):
-        draw_text(img, (padding, padding + i * step), t, font, fill=_color(fg))
-    return img

@@ -1,4 +1,4 @@
-"""Text-line and paragraph crops for teaching a random-init VLM to read (issue 8's learning run).
+"""Text-line and paragraph crops for teaching a random-init VLM to read (the GPU learning run, core/benchmarks/learning_run.py).
 
 A sample is one square image (`LineTask.image_size`) holding either a single line of 2-12 characters drawn large
 (placed like a text detector's line crop letterboxed into the square), or a paragraph of up to `max_lines` lines

@@ -175,11 +175,3 @@ class OCRTrainer(TrainerHooks, Trainer):
                 output.metrics[f"{metric_key_prefix}_{k}"] = v
         return output
 
-
-def __getattr__(name):
-    # core/quickstart.py still imports run_training from here (the layout before lib/train/run.py); lib.train has it
-    if name == "run_training":
-        from lib.train.run import run_training
-
-        return run_training
-    raise AttributeError(f"module 'lib.train.trainer' has no attribute {name!r}")
