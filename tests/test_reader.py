@@ -206,3 +206,37 @@ def test_sft_gemma_fine_tunes_the_reader_on_folded_line_crops(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     meta = json.loads(next((tmp_path / "m").rglob("metadata.json")).read_text(encoding="utf-8"))
     assert meta.get("global_step") == 2
+
+
+def test_pretraining_continues_across_calls(tmp_path, small_atlas):
+    """Two calls as on two GPU machines: the second starts from the first's folder (also via its exported tar
+    parts), continues the step count, samples and learning curve, and both save a loadable reader."""
+    import tarfile
+
+    from lib.reader.glyphs import save_atlas
+    from lib.reader.pretrain import PretrainConfig, pretrain
+
+    atlas = save_atlas(small_atlas, tmp_path / "atlas.npz")
+    common = dict(atlas=str(atlas), batch_size=4, max_len=8, n_docs=3, n_val=4, eval_every=0, workers=0,
+                  log_every=1, device="cpu", warmup_steps=1, pool=None, test_pool=None)
+    r1 = pretrain(PretrainConfig(output_dir=str(tmp_path / "call1"), max_steps=2,
+                                 export_parts=str(tmp_path / "out" / "reader.tar"), **common))
+    assert r1["call"] == 1 and r1["total_steps"] == 2 and r1["samples"] == 8
+    parts = sorted((tmp_path / "out").glob("reader.tar.part-*"))
+    assert parts and all(p.stat().st_size <= 15 * 1024 * 1024 for p in parts)
+    blob = tmp_path / "joined.tar"
+    blob.write_bytes(b"".join(p.read_bytes() for p in parts))
+    with tarfile.open(blob) as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    back = tmp_path / "unpacked" / "call1"
+    assert (back / "reader_config.json").is_file() and (back / "pretrain_state.json").is_file()
+    r2 = pretrain(PretrainConfig(init=str(back), output_dir=str(tmp_path / "call2"), max_steps=3, **common))
+    assert r2["call"] == 2 and r2["total_steps"] == 5 and r2["samples"] == 20
+    state = json.loads((tmp_path / "call2" / "pretrain_state.json").read_text(encoding="utf-8"))
+    assert [h["call"] for h in state["history"]] == [1, 1, 2, 2, 2]
+    assert [v["call"] for v in state["val"]] == [1, 2]
+    from lib.modeling import load_model_and_processor
+    from lib.reader.preprocess import reader_input_of
+
+    model, processor = load_model_and_processor(str(tmp_path / "call2"), dtype="float32")
+    assert reader_input_of(processor) is not None  # still a folded-line reader

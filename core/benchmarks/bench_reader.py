@@ -140,7 +140,7 @@ def run_ours(args, dev, model_dir, atlas, faces, pool):
     timed = times[args.warmup_steps:]
     return {"config": f"ours bs={args.batch_size}", "s_per_step": sum(timed) / len(timed),
             "samples_per_s": args.batch_size * len(timed) / sum(timed), "peak_gib": _peak(dev),
-            "final_loss": float(loss)}
+            "final_loss": float(loss.detach())}
 
 
 def main(args: BenchReaderArgs) -> dict:

@@ -373,7 +373,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         opt.step()
         step += 1
         if step % cfg.log_every == 0:
-            lv = float(loss)
+            lv = float(loss.detach())
             losses.append(lv)
             now = time.time()
             sps = (step - s_last) * cfg.batch_size / (now - t_last)
