@@ -240,3 +240,20 @@ def test_pretraining_continues_across_calls(tmp_path, small_atlas):
 
     model, processor = load_model_and_processor(str(tmp_path / "call2"), dtype="float32")
     assert reader_input_of(processor) is not None  # still a folded-line reader
+
+
+def test_bench_reader_runs_ours_and_trl_side_by_side(tmp_path, small_atlas, capsys):
+    import importlib
+
+    from lib.reader.glyphs import save_atlas
+
+    bench = importlib.import_module("core.benchmarks.bench_reader")
+    atlas = save_atlas(small_atlas, tmp_path / "atlas.npz")
+    out = tmp_path / "bench.json"
+    res = bench.main(bench.BenchReaderArgs(atlas=str(atlas), device="cpu", batch_size=2, trl_batch_size=2, steps=1,
+                                           warmup_steps=1, n_samples=4, max_len=6, workers=0, output_file=str(out)))
+    rows = {r["config"].split()[0]: r for r in res["rows"]}
+    assert set(rows) == {"trl", "ours"} and all(r["samples_per_s"] > 0 for r in rows.values())
+    assert rows["trl"]["x_trl"] == 1.0 and rows["ours"]["x_trl"] > 0
+    assert json.loads(out.read_text(encoding="utf-8"))["gflop_per_sample"] > 1
+    assert "x TRL" in capsys.readouterr().out
