@@ -103,8 +103,8 @@ def run_ours(args, dev, model_dir, atlas, faces, pool):
     import torch
     from transformers import AutoProcessor, Gemma3ForConditionalGeneration
 
-    from lib.reader.pretrain import ReaderBatches, SequenceBuilder, _normalise
-    from lib.reader.synth import LineBatch, LineRenderer
+    from lib.reader.pretrain import ReaderBatches, SequenceBuilder, train_step
+    from lib.reader.synth import LineRenderer
 
     model = Gemma3ForConditionalGeneration.from_pretrained(model_dir, torch_dtype=torch.float32).to(dev)
     processor = AutoProcessor.from_pretrained(model_dir)
@@ -124,17 +124,7 @@ def run_ours(args, dev, model_dir, atlas, faces, pool):
         t = time.perf_counter()
         chars, fonts = next(batches)
         chars, fonts = chars.to(dev, non_blocking=True), fonts.to(dev, non_blocking=True)
-        images = _normalise(renderer.render(LineBatch(chars, fonts), g))
-        input_ids, types, labels = seq.build(chars)
-        with autocast:
-            logits = model(input_ids=input_ids, pixel_values=images, token_type_ids=types,
-                           attention_mask=torch.ones_like(input_ids), logits_to_keep=A + 1,
-                           use_cache=False).logits[:, :A].float()
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                                 ignore_index=-100)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = train_step(model, renderer, seq, opt, chars, fonts, g, autocast, A)
         _sync(dev)
         times.append(time.perf_counter() - t)
     timed = times[args.warmup_steps:]

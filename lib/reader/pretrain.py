@@ -38,7 +38,7 @@ from lib.reader.text import TEST_DOC_SEED0, LineSampler, gongwen_lines
 log = logging.getLogger(__name__)
 
 __all__ = ["PretrainConfig", "ReaderBatches", "SequenceBuilder", "pretrain", "make_eval_set", "greedy_read",
-           "load_pool", "test_pool_seeds"]
+           "load_pool", "test_pool_seeds", "train_step"]
 
 
 @dataclasses.dataclass
@@ -207,6 +207,23 @@ def _flops_per_sample(model, P: int, A: int) -> float:
     return 6 * vis * n_img + 6 * txt * T + attn + head
 
 
+def train_step(fwd, renderer, seq, opt, chars, fonts, g, autocast, A: int):
+    """Render, forward (loss on the answer positions only), backward, AdamW step; returns the loss tensor."""
+    images = _normalise(renderer.render(LineBatch(chars, fonts), g))
+    input_ids, types, labels = seq.build(chars)
+    with autocast:
+        out = fwd(input_ids=input_ids, pixel_values=images, token_type_ids=types,
+                  attention_mask=torch.ones_like(input_ids), logits_to_keep=A + 1, use_cache=False)
+        logits = out.logits[:, :A].float()
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                             ignore_index=-100)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for grp in opt.param_groups for p in grp["params"]], 1.0)
+    opt.step()
+    return loss
+
+
 def _probe(renderer, seq, fwd, opt, batches, g, autocast, A, dev, n: int = 8) -> dict:
     """Synchronised timings of rendering alone and of a whole train step (lr 0: weights unchanged)."""
     it = iter(batches)
@@ -221,18 +238,10 @@ def _probe(renderer, seq, fwd, opt, batches, g, autocast, A, dev, n: int = 8) ->
             if k == 2:
                 torch.cuda.synchronize()
                 t = time.perf_counter()
-            images = _normalise(renderer.render(LineBatch(chars, fonts), g))
             if name == "step":
-                input_ids, types, labels = seq.build(chars)
-                with autocast:
-                    logits = fwd(input_ids=input_ids, pixel_values=images, token_type_ids=types,
-                                 attention_mask=torch.ones_like(input_ids), logits_to_keep=A + 1,
-                                 use_cache=False).logits[:, :A].float()
-                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                                         ignore_index=-100)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                train_step(fwd, renderer, seq, opt, chars, fonts, g, autocast, A)
+            else:
+                renderer.render(LineBatch(chars, fonts), g)
         torch.cuda.synchronize()
         out[f"{name}_ms"] = (time.perf_counter() - t) / n * 1000
     for grp, lr in zip(opt.param_groups, lrs):
@@ -359,18 +368,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         chars, fonts = next(it)
         chars = chars.to(dev, non_blocking=True)
         fonts = fonts.to(dev, non_blocking=True)
-        images = _normalise(renderer.render(LineBatch(chars, fonts), g))
-        input_ids, types, labels = seq.build(chars)
-        with autocast:
-            out = fwd(input_ids=input_ids, pixel_values=images, token_type_ids=types,
-                      attention_mask=torch.ones_like(input_ids), logits_to_keep=A + 1, use_cache=False)
-            logits = out.logits[:, :A].float()
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                                 ignore_index=-100)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        loss = train_step(fwd, renderer, seq, opt, chars, fonts, g, autocast, A)
         step += 1
         if step % cfg.log_every == 0:
             lv = float(loss.detach())

@@ -24,21 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from lib.reader.glyphs import Atlas
+from lib.reader.preprocess import ReaderInput
 
 __all__ = ["FoldSpec", "FOLD", "LineBatch", "LineRenderer", "fold_strip", "unfold_square"]
 
 
-@dataclasses.dataclass(frozen=True)
-class FoldSpec:
-    row_height: int = 32
-    width: int = 256
-    rows: int = 8
-
-    @property
-    def capacity(self) -> int:  # strip length in px
-        return self.width * self.rows
-
-
+# the reader's input geometry: one definition, shared with the real-image side (lib/reader/preprocess.py)
+FoldSpec = ReaderInput
 FOLD = FoldSpec()
 
 
