@@ -257,3 +257,41 @@ def test_bench_reader_runs_ours_and_trl_side_by_side(tmp_path, small_atlas, caps
     assert rows["trl"]["x_trl"] == 1.0 and rows["ours"]["x_trl"] > 0
     assert json.loads(out.read_text(encoding="utf-8"))["gflop_per_sample"] > 1
     assert "x TRL" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["core/pretrain_reader.py", "--atlas", "/nonexistent/atlas.npz", "--device", "cpu"], "--atlas: no glyph atlas"),
+    (["core/pretrain_reader.py", "--init", "/nonexistent/dir", "--atlas", "tests/test_reader.py", "--device", "cpu"],
+     "--init: /nonexistent/dir is neither an embedded model name nor a model folder"),
+    (["-m", "core.benchmarks.bench_reader", "--configs", "tlr", "--device", "cpu"], "unknown configuration(s) ['tlr']"),
+])
+def test_reader_scripts_give_one_line_errors(argv, needle, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, *argv], cwd=root, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert needle in r.stderr.strip().splitlines()[-1]
+
+
+def test_pretrain_init_must_be_a_model_folder(tmp_path, small_atlas):
+    from lib.reader.glyphs import save_atlas
+    from lib.reader.pretrain import PretrainConfig, pretrain
+
+    atlas = save_atlas(small_atlas, tmp_path / "a.npz")
+    with pytest.raises(FileNotFoundError, match="--init: .* neither an embedded model name nor a model folder"):
+        pretrain(PretrainConfig(init=str(tmp_path / "nothing"), atlas=str(atlas), device="cpu"))
+
+
+def test_shipped_reader_name_resolves_to_its_committed_folder(tmp_path, monkeypatch):
+    from lib.models import embedded as E
+
+    monkeypatch.setitem(E.SHIPPED_MODELS, "embedded/gemma3-reader", tmp_path / "gemma3-reader")
+    with pytest.raises(FileNotFoundError, match="shipped weights are missing"):
+        E.resolve_model_path("embedded/gemma3-reader")
+    (tmp_path / "gemma3-reader").mkdir()
+    (tmp_path / "gemma3-reader" / "config.json").write_text("{}", encoding="utf-8")
+    assert E.resolve_model_path("embedded/gemma3-reader") == str(tmp_path / "gemma3-reader")

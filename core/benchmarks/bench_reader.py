@@ -144,6 +144,12 @@ def main(args: BenchReaderArgs) -> dict:
     from lib.reader.synth import LineBatch, LineRenderer
     from lib.reader.text import LineSampler
 
+    unknown = [c for c in args.configs if c not in ("trl", "ours")]
+    if unknown:
+        raise ValueError(f"--configs: unknown configuration(s) {unknown}; choose from: trl ours")
+    if not Path(args.atlas).is_file():
+        raise FileNotFoundError(f"--atlas: no glyph atlas at {args.atlas}; build it with "
+                                f"python core/pretrain_reader.py --build_atlas {args.atlas}")
     dev = torch.device(args.device if args.device == "cpu" or torch.cuda.is_available() else "cpu")
     model_dir = resolve_model_path(args.init)
     atlas = load_atlas(args.atlas)
@@ -164,8 +170,6 @@ def main(args: BenchReaderArgs) -> dict:
             rows.append(run_trl(args, dev, texts, images, model_dir))
         elif name == "ours":
             rows.append(run_ours(args, dev, model_dir, atlas, faces, pool))
-        else:
-            raise ValueError(f"--configs: unknown configuration {name!r} (trl | ours)")
     if flops is None:
         from transformers import AutoProcessor
 
@@ -189,4 +193,10 @@ def main(args: BenchReaderArgs) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(BenchReaderArgs))
+    import sys
+
+    try:
+        main(parse_args(BenchReaderArgs))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -297,6 +297,12 @@ def pretrain(cfg: PretrainConfig) -> dict:
     from lib.models.embedded import resolve_model_path
 
     t_start = time.time()
+    if not Path(cfg.atlas).is_file():
+        raise FileNotFoundError(f"--atlas: no glyph atlas at {cfg.atlas}; build it with "
+                                f"python core/pretrain_reader.py --build_atlas {cfg.atlas}")
+    if not cfg.init.startswith("embedded/") and not (Path(cfg.init) / "config.json").is_file():
+        raise FileNotFoundError(f"--init: {cfg.init} is neither an embedded model name nor a model folder with "
+                                "config.json (a folder written by an earlier core/pretrain_reader.py run)")
     dev = torch.device(cfg.device if torch.cuda.is_available() or cfg.device == "cpu" else "cpu")
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
