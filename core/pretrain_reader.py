@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sys
 
 from lib.config import field, parse_args
 
@@ -74,8 +73,7 @@ def main(args: PretrainReaderArgs) -> dict:
 
 
 if __name__ == "__main__":
-    try:
+    from lib.errors import cli_errors
+
+    with cli_errors("pretrain_reader.py", extra=(FileNotFoundError, ValueError)):  # one line, exit 2
         main(parse_args(PretrainReaderArgs))
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)

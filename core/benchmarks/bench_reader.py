@@ -193,10 +193,7 @@ def main(args: BenchReaderArgs) -> dict:
 
 
 if __name__ == "__main__":
-    import sys
+    from lib.errors import cli_errors
 
-    try:
+    with cli_errors("bench_reader.py", extra=(FileNotFoundError, ValueError)):  # one line, exit 2
         main(parse_args(BenchReaderArgs))
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
