@@ -47,18 +47,10 @@ TRAIN = {"model_name": "embedded/tiny-gemma3", "load_in_4bit": False, "max_steps
 # At step 2 a learning rate of ~2e-2 has moved the greedy output towards the labels (CER 1.11) and 1e-7 has not
 # (1.33): the median pruner stops the low ones there.
 HI, LO = (2e-2, 2.4e-2), (1e-7, 1.2e-7)
+from tests.test_search_study import make_tiny_data  # noqa: E402 - one builder of the tiny search data
+
 HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", "3"]
 TIMEOUT = 900
-
-
-def make_tiny_data(root: Path) -> tuple[Path, Path]:
-    rows = json.loads((REPO / "data" / "example.json").read_text(encoding="utf-8"))
-    for r in rows:
-        r["img_path"] = str((REPO / "data" / r["img_path"]).resolve())
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "train.json").write_text(json.dumps(rows[:4], ensure_ascii=False), encoding="utf-8")
-    (root / "val.json").write_text(json.dumps(rows[:2], ensure_ascii=False), encoding="utf-8")
-    return root / "train.json", root / "val.json"
 
 
 @functools.lru_cache(maxsize=None)

@@ -126,15 +126,9 @@ LEARNING_RUN_SPEC: dict[str, Any] = {
 # square (8 rows of 32 px: lib/reader/synth.py); 16 px patches, one image token each, so a 20-30 px glyph spans
 # about 2x2 tokens. Vision 6 x 256 (the reading is done there), a 4-layer decoder that only has to spell out what
 # the tower saw. 14.6 M parameters: 29 MB in bf16, which leaves room for the glyph atlas in a 64 MiB device call.
-READER_SPEC: dict[str, Any] = {
-    "arch": "gemma3",
-    "image_size": 256, "patch_size": 16, "mm_tokens": 256,
-    "vision_hidden": 256, "vision_layers": 6, "vision_heads": 4, "vision_intermediate": 1024,
-    "text_hidden": 256, "text_layers": 4, "text_heads": 4, "text_kv_heads": 2, "head_dim": 64,
-    "text_intermediate": 1024, "seed": 0, "rope_theta": 10000.0,
-    "tie_word_embeddings": True, "lm_head_std": 0.02, "projector_std": 0.05,
-    "reader": {"input": "folded_line", "row_height": 32, "width": 256, "rows": 8},
-}
+READER_SPEC: dict[str, Any] = dict(
+    LEARNING_RUN_SPEC, vision_layers=6,
+    reader={"input": "folded_line", "row_height": 32, "width": 256, "rows": 8})
 
 EMBEDDED_MODELS: dict[str, dict[str, Any]] = {
     "embedded/tiny-gemma3": GEMMA_SPEC,

@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -275,7 +276,6 @@ def _save(model, processor, out: Path, state: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     if tmp.exists():
-        import shutil
         shutil.rmtree(tmp)
     model.to(torch.bfloat16).save_pretrained(tmp, max_shard_size="14MB")
     model.to(torch.float32)
@@ -285,7 +285,6 @@ def _save(model, processor, out: Path, state: dict) -> None:
         if src.is_file():
             (tmp / extra).write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
     (tmp / "pretrain_state.json").write_text(json.dumps(state, indent=1, ensure_ascii=False), encoding="utf-8")
-    import shutil
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
