@@ -251,7 +251,8 @@ def test_bench_reader_runs_ours_and_trl_side_by_side(tmp_path, small_atlas, caps
     atlas = save_atlas(small_atlas, tmp_path / "atlas.npz")
     out = tmp_path / "bench.json"
     res = bench.main(bench.BenchReaderArgs(atlas=str(atlas), device="cpu", batch_size=2, trl_batch_size=2, steps=1,
-                                           warmup_steps=1, n_samples=4, max_len=6, workers=0, output_file=str(out)))
+                                           warmup_steps=1, n_samples=4, max_len=6, workers=0, output_file=str(out),
+                                           pool=None))
     rows = {r["config"].split()[0]: r for r in res["rows"]}
     assert set(rows) == {"trl", "ours"} and all(r["samples_per_s"] > 0 for r in rows.values())
     assert rows["trl"]["x_trl"] == 1.0 and rows["ours"]["x_trl"] > 0

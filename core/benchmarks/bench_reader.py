@@ -32,6 +32,8 @@ class BenchReaderArgs:
 
     init: str = field("embedded/gemma3-reader-init", help="model")
     atlas: str = field(".device_carry/atlas_pretrain.npz", help="glyph atlas")
+    pool: str | None = field(".device_carry/gongwen_train.txt.gz", help="公文 training lines (the pretraining "
+                             "cache; generated there when absent, which needs OpenCC)")
     device: str = field("cuda", help="cuda | cpu")
     batch_size: int = field(512, help="our batch")
     trl_batch_size: int = field(64, help="TRL's batch")
@@ -154,7 +156,7 @@ def main(args: BenchReaderArgs) -> dict:
     model_dir = resolve_model_path(args.init)
     atlas = load_atlas(args.atlas)
     faces = [i for i, f in enumerate(atlas.faces) if f not in PRETRAIN_HELD_OUT] or [0]
-    pool = load_pool(None, range(200))
+    pool = load_pool(args.pool, range(200))  # the file holds what it holds; 200 documents when generated
     rows, flops = [], None
     for name in args.configs:
         if name == "trl":
