@@ -1,6 +1,6 @@
 """README command 1: watch a vision-language model learn to read Chinese, end to end, on a CPU.
 
-    python core/quickstart.py                     # ~5 min on 2 CPU cores (317 s measured; package installation not included)
+    python core/quickstart_tiny.py                     # ~5 min on 2 CPU cores (317 s measured; package installation not included)
 
 Steps, each with the project's own scripts: build the sample task (random Traditional Chinese strings of >= 300
 distinct Hanzi on a grid, >= 2 fonts; lib/quickstart_data.py) -> core/split_dataset.py (train/val/test) ->
@@ -187,5 +187,5 @@ def main(args: QuickstartArgs) -> dict:
 
 
 if __name__ == "__main__":
-    result = main(parse_args(QuickstartArgs, prog="quickstart.py"))
+    result = main(parse_args(QuickstartArgs, prog="quickstart_tiny.py"))
     sys.exit(0 if all(result["checks"].values()) else 1)

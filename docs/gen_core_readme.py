@@ -3,7 +3,7 @@ import ast, subprocess, sys
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 groups = [("Pipeline", ["validate_data.py", "split_dataset.py", "sft_gemma.py", "gemma_adapter_merge.py", "evaluate.py",
-                        "count_score.py", "inference.py", "results_table.py", "quickstart.py"]),
+                        "count_score.py", "inference.py", "results_table.py", "quickstart.py", "quickstart_tiny.py"]),
           ("Search", ["gemma_hyperparameter_search.py"]),
           ("Reader", ["pretrain_reader.py"]),
           ("Data", ["synth_data.py", "add_layout.py", "data_analysis/analyze_train_test_data.py", "data_analysis/eval_result_analysis.py"]),

@@ -1,9 +1,10 @@
-"""The quickstart task (lib/quickstart_data.py) and the README's first command (core/quickstart.py)."""
+"""The quickstart task (lib/quickstart_data.py), the tiny from-scratch demo (core/quickstart_tiny.py) and the README's first command (core/quickstart.py: the shipped reader fine-tuned on an unseen domain)."""
 
 from __future__ import annotations
 
 import json
 import runpy
+import shutil
 import sys
 from pathlib import Path
 
@@ -41,11 +42,11 @@ def test_task_has_300_hanzi_in_two_fonts_and_glyphs_sit_in_their_cells(tmp_path)
 def test_quickstart_runs_end_to_end(tmp_path, monkeypatch, capsys):
     """A shortened run of README command 1 (few samples and steps): every stage runs and the summary is written.
     The real run's thresholds are checked by the script itself (exit status 1 when a check fails)."""
-    argv = ["quickstart.py", "--work_dir", str(tmp_path), "--n_samples", "60", "--val_fraction", "0.1",
+    argv = ["quickstart_tiny.py", "--work_dir", str(tmp_path), "--n_samples", "60", "--val_fraction", "0.1",
             "--test_fraction", "0.15", "--max_steps", "2"]
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exc:
-        runpy.run_path(str(ROOT / "core" / "quickstart.py"), run_name="__main__")
+        runpy.run_path(str(ROOT / "core" / "quickstart_tiny.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert "untrained model" in out and "trained model" in out and "most common training answer" in out
     summary = json.loads((tmp_path / "quickstart_summary.json").read_text())
@@ -59,3 +60,40 @@ def test_quickstart_runs_end_to_end(tmp_path, monkeypatch, capsys):
     assert set(failed) <= {"trained_cer_le_0.35", "trained_le_half_untrained", "beats_most_common_answer",
                            "beats_blank_image", "distinct_hanzi_ge_300"}, failed  # what 2 steps on 60 rows can miss
     assert (tmp_path / "results" / "trained.json").is_file() and (tmp_path / "merged" / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_reader_quickstart_runs_end_to_end(tmp_path, monkeypatch, capsys):
+    """A shortened README command 1 (12 documents, 2 fine-tuning steps): the shipped reader is scored, fine-tuned,
+    scored again, and PP-OCRv6 and Tesseract read the same test file; the summary names every check. Two steps
+    cannot fine-tune anything, so the 0.8x check must fail and the exit status must be 1 because of it alone."""
+    if not shutil.which("tesseract"):
+        pytest.skip("tesseract not installed (apt-get install tesseract-ocr tesseract-ocr-chi-tra)")
+    argv = ["quickstart.py", "--work_dir", str(tmp_path), "--n_docs", "12", "--test_fraction", "0.3",
+            "--val_fraction", "0.1", "--max_steps", "2"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exc:
+        runpy.run_path(str(ROOT / "core" / "quickstart.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    for row in ("reader, no domain SFT", "reader + SFT on the domain", "PP-OCRv6", "Tesseract"):
+        assert row in out, row
+    summary = json.loads((tmp_path / "quickstart_summary.json").read_text())
+    assert set(summary["scores"]) == {"base", "finetuned", "paddleocr", "tesseract"}
+    test_rows = json.loads((tmp_path / "split" / "test_unseen.json").read_text())
+    train_texts = {r["ocr_text"] for r in json.loads((tmp_path / "split" / "train.json").read_text())}
+    assert test_rows and not {r["ocr_text"] for r in test_rows} & train_texts
+    assert all(s["n"] == len(test_rows) and s["errors"] == 0 for s in summary["scores"].values())
+    # the base reader reads an unseen font: far better than nothing, worse than perfect
+    assert 0.0 < summary["scores"]["base"]["cer"] < 0.9
+    assert (tmp_path / "model" / "model" / "reader_config.json").is_file()  # the fine-tuned folder is still a reader
+    failed = sorted(k for k, ok in summary["checks"].items() if not ok)
+    assert exc.value.code == (1 if failed else 0) and set(failed) <= {"finetuned_le_0.8x_base"}, failed
+
+
+def test_reader_quickstart_refuses_a_pretraining_face(tmp_path):
+    import subprocess
+
+    r = subprocess.run([sys.executable, "core/quickstart.py", "--work_dir", str(tmp_path), "--faces", "TW-Kai"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "--faces: ['TW-Kai'] were in the reader's pretraining" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -25,9 +25,19 @@ from lib.reader.glyphs import available_faces, build_atlas
 from lib.reader.synth import Degrade, LineBatch, LineRenderer, unfold_square
 from lib.reader.text import gongwen_lines
 
-__all__ = ["DOMAIN_DOC_SEED0", "build_domain_dataset"]
+__all__ = ["DOMAIN_DOC_SEED0", "DOMAINS", "build_domain_dataset"]
 
 DOMAIN_DOC_SEED0 = 2_000_000
+
+# Scan conditions of a domain. "clean": print-quality copies. "fax": faxed small print — glyphs 15-19 px of the
+# 32 px row (pretraining: 18-27.5), always downsampled 1.5-2.1x, blurred, JPEG'd: legible to a person, outside
+# the pretraining mix (the quickstart's domain; the base reader's CER there is ~3x its CER on clean copies).
+DOMAINS = {
+    "clean": Degrade(p_seal=0.05, p_binary=0.03, p_faint=0.05),
+    "fax": Degrade(glyph_height=(15.0, 19.0), p_lowres=1.0, lowres=(1.5, 2.1), p_binary=0.0, noise=(0.02, 0.05),
+                   blur=(0.3, 0.7), p_faint=0.0, p_seal=0.0, p_jpeg=0.7, p_invert=0.0, p_colour=0.0, p_bleed=0.2,
+                   p_thin=0.0),
+}
 
 
 def _windows(lines: Sequence[str], rng: random.Random, max_len: int) -> list[str]:
@@ -61,7 +71,7 @@ def build_domain_dataset(out_dir: str | os.PathLike, *, faces: Sequence[str], n_
     chars = sorted({c for t in texts for c in t} | {" "})
     atlas = build_atlas(chars, found, size=32, workers=1)
     index = {c: i for i, c in enumerate(atlas.chars)}
-    renderer = LineRenderer(atlas, "cpu", degrade=degrade or Degrade(p_seal=0.05, p_binary=0.03, p_faint=0.05))
+    renderer = LineRenderer(atlas, "cpu", degrade=degrade or DOMAINS["clean"])
     g = torch.Generator().manual_seed(seed)
     rows = []
     for start in range(0, len(texts), 64):

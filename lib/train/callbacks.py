@@ -20,6 +20,7 @@ from accelerate.utils import DistributedType, gather_object
 from transformers import TrainerCallback
 
 from lib.generation import generate_batch
+from lib.reader.preprocess import fold_for_training, reader_input_of
 from lib.metrics import get_metric
 
 __all__ = ["GenerationCER", "StepLogCallback", "TimeLimitCallback", "micro_cer"]
@@ -67,7 +68,13 @@ class GenerationCER:
         sharded = _shards_generation(accelerator)
         rank, world = (accelerator.process_index, accelerator.num_processes) if sharded else (0, 1)
         local = self.samples[rank::world]
-        preds = [o.text for o in generate_batch(model, self.processor, self.prompt, [s.image_path for s in local],
+        images = [s.image_path for s in local]
+        spec = reader_input_of(self.processor)
+        if spec is not None:  # a folded-line reader reads its labelled line crops folded, as the collator feeds them
+            from PIL import Image
+
+            images = [fold_for_training(Image.open(p).convert("RGB"), spec) for p in images]
+        preds = [o.text for o in generate_batch(model, self.processor, self.prompt, images,
                                                 max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)] \
             if local else []
         errs, tot = get_metric("cer").counts(preds, [s.text for s in local], "standard")
