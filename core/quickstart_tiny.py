@@ -1,4 +1,4 @@
-"""README command 1: watch a vision-language model learn to read Chinese, end to end, on a CPU.
+"""The tiny demo (README command 1 until the reader shipped): watch a VLM learn to read Chinese from random weights, on a CPU.
 
     python core/quickstart_tiny.py                     # ~5 min on 2 CPU cores (317 s measured; package installation not included)
 
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from lib.config import field, parse_args
-from lib.utils.run import run_logged
+from lib.utils.run import run_showing_tail, split_with_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,18 +45,12 @@ class QuickstartArgs:
     rebuild_data: bool = field(False, help="re-render the data even if it exists")
 
 
-def _run(cmd: list[str], log) -> None:
-    out = run_logged(cmd, cwd=ROOT, printer=log)
-    for ln in [ln for ln in out.splitlines() if ln.strip()][-3:]:
-        log(f"    {ln}")
-
 
 def main(args: QuickstartArgs) -> dict:
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from lib.data import load_samples
     from lib.quickstart_data import QuickstartTask, blank_image, build_dataset
     from lib.results import atomic_write_json
 
@@ -80,9 +74,8 @@ def main(args: QuickstartArgs) -> dict:
     # 2. split (the project's split script, as a user would run it)
     t = time.time()
     split_dir = work / "split"
-    _run([sys.executable, "core/split_dataset.py", "--input", str(raw), "--output_dir", str(split_dir), "--seed",
-          str(args.seed), "--val_ratio", str(args.val_fraction), "--test_fraction", str(args.test_fraction)], log)
-    train, val, test = (load_samples(split_dir / f"{n}.json") for n in ("train", "val", "test"))
+    train, val, test = split_with_script(raw, split_dir, seed=args.seed, val_fraction=args.val_fraction,
+                                         test_fraction=args.test_fraction, printer=log, cwd=ROOT)
     train_strings = {s.text for s in train}
     leaked = [s.text for s in test if s.text in train_strings]
     hanzi = {c for s in train + val + test for c in s.text}
@@ -122,9 +115,10 @@ def main(args: QuickstartArgs) -> dict:
     max_new = str(task.grid * task.grid + 4)
     for name, model in (("untrained", sft_args.model_name), ("trained", str(merged))):
         out = work / "results" / f"{name}.json"
-        _run([sys.executable, "core/evaluate.py", "--mode", "hf", "--model-name", model, "--data-file",
-              str(split_dir / "test.json"), "--output-file", str(out), "--max-new-tokens", max_new,
-              "--batch-size", str(args.batch_size), "--prompt-config", str(adapter / "ocr_prompt.yml")], log)
+        run_showing_tail([sys.executable, "core/evaluate.py", "--mode", "hf", "--model-name", model, "--data-file",
+                          str(split_dir / "test.json"), "--output-file", str(out), "--max-new-tokens", max_new,
+                          "--batch-size", str(args.batch_size), "--prompt-config", str(adapter / "ocr_prompt.yml")],
+                         log, cwd=ROOT, n=3)
         results[name] = json.loads(out.read_text(encoding="utf-8"))
     timings["evaluate_s"] = time.time() - t
 

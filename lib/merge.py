@@ -80,11 +80,9 @@ def merge_adapter(adapter_path: str, output_dir: str, *, base_model: str | None 
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
-    from lib.models.embedded import resolve_model_path
+    from lib.reader.preprocess import copy_reader_config
 
-    reader_cfg = Path(resolve_model_path(base)) / "reader_config.json"
-    if reader_cfg.is_file():  # a folded-line reader stays one after merging
-        (out / "reader_config.json").write_text(reader_cfg.read_text(encoding="utf-8"), encoding="utf-8")
+    copy_reader_config(base, out)  # a folded-line reader stays one after merging
     for name in COPY_FILES:
         src = Path(adapter_path) / name
         if src.is_file():

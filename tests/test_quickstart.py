@@ -79,9 +79,12 @@ def test_reader_quickstart_runs_end_to_end(tmp_path, monkeypatch, capsys):
         assert row in out, row
     summary = json.loads((tmp_path / "quickstart_summary.json").read_text())
     assert set(summary["scores"]) == {"base", "finetuned", "paddleocr", "tesseract"}
-    test_rows = json.loads((tmp_path / "split" / "test_unseen.json").read_text())
-    train_texts = {r["ocr_text"] for r in json.loads((tmp_path / "split" / "train.json").read_text())}
-    assert test_rows and not {r["ocr_text"] for r in test_rows} & train_texts
+    from lib.data import load_samples
+
+    test_rows = load_samples(tmp_path / "split" / "test_unseen.json")
+    train_rows = load_samples(tmp_path / "split" / "train.json")
+    assert test_rows and not {s.text for s in test_rows} & {s.text for s in train_rows}
+    assert not {s.doc_id for s in test_rows} & {s.doc_id for s in train_rows}
     assert all(s["n"] == len(test_rows) and s["errors"] == 0 for s in summary["scores"].values())
     # the base reader reads an unseen font: far better than nothing, worse than perfect
     assert 0.0 < summary["scores"]["base"]["cer"] < 0.9

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-__all__ = ["ReaderInput", "reader_config", "attach_reader_input", "reader_input_of", "fold_for_training", "fold_line", "split_long_line", "unstack_vertical", "LineFinder",
+__all__ = ["ReaderInput", "reader_config", "copy_reader_config", "attach_reader_input", "reader_input_of", "fold_for_training", "fold_line", "split_long_line", "unstack_vertical", "LineFinder",
            "prepare_lines"]
 
 
@@ -50,6 +50,18 @@ def reader_config(model_dir: str | Path | None) -> ReaderInput | None:
     if data.get("input") != "folded_line":
         raise ValueError(f"{p}: unknown reader input {data.get('input')!r} (expected 'folded_line')")
     return ReaderInput(int(data.get("row_height", 32)), int(data.get("width", 256)), int(data.get("rows", 8)))
+
+
+def copy_reader_config(base_model: str | Path, out_dir: str | Path) -> bool:
+    """Write `base_model`'s reader_config.json into `out_dir` (a merged or fully fine-tuned copy of a folded-line
+    reader stays one). `base_model` may be a shipped/embedded name. False when the base is an ordinary VLM."""
+    from lib.models.embedded import resolve_model_path
+
+    src = Path(resolve_model_path(base_model)) / "reader_config.json"
+    if not src.is_file():
+        return False
+    (Path(out_dir) / "reader_config.json").write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
+    return True
 
 
 _ATTACHED: "weakref.WeakKeyDictionary[Any, ReaderInput]" = weakref.WeakKeyDictionary()

@@ -85,12 +85,10 @@ def save_final(trainer: OCRTrainer, args: SFTArgs, final_dir: Path, metadata: Tr
     save_resolved_config(args, Path(args.output_dir) / "training_config.json")
     write_training_metadata(metadata, final_dir)
     write_training_metadata(metadata, args.output_dir)
-    if args.finetune == "full":  # a fully fine-tuned folded-line reader stays one (the adapter case: lib/merge.py)
-        from lib.models.embedded import resolve_model_path
+    if args.finetune == "full":  # a fully fine-tuned folded-line reader stays one (an adapter: lib/merge.py)
+        from lib.reader.preprocess import copy_reader_config
 
-        reader_cfg = Path(resolve_model_path(args.model_name)) / "reader_config.json"
-        if reader_cfg.is_file():
-            (final_dir / "reader_config.json").write_text(reader_cfg.read_text(encoding="utf-8"), encoding="utf-8")
+        copy_reader_config(args.model_name, final_dir)
 
 
 def run_training(args: SFTArgs, callbacks: Sequence[Any] = (), printer=print) -> TrainingMetadata:

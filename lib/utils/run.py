@@ -2,7 +2,7 @@
 
 `run_logged` prints `$ <command>`, streams the child's stdout + stderr into a log file (and returns it), prints the
 lines `echo` selects as they arrive (progress of a long training run), and on a non-zero exit writes the output's
-tail to stderr and raises `SystemExit` naming the command and the log. Used by core/quickstart.py and the
+tail to stderr and raises `SystemExit` naming the command and the log. Used by core/quickstart.py, core/quickstart_tiny.py and the
 benchmarks that drive other core scripts. Not for: commands whose output must be parsed while they run.
 """
 
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-__all__ = ["run_logged"]
+__all__ = ["run_logged", "run_showing_tail", "split_with_script"]
 
 
 def run_logged(cmd: Sequence[str], log_path: str | Path | None = None, *, cwd: str | Path | None = None,
@@ -44,3 +44,23 @@ def run_logged(cmd: Sequence[str], log_path: str | Path | None = None, *, cwd: s
         where = f"; full output in {log_path}" if log_path else ""
         raise SystemExit(f"command failed ({rc}): {' '.join(map(str, cmd))}{where}")
     return out
+
+
+def run_showing_tail(cmd: Sequence[str], printer: Callable[[str], None], *, cwd: str | Path | None = None,
+                     n: int = 2) -> str:
+    """`run_logged`, then the last `n` non-empty lines of the output, indented (the quickstarts' step log)."""
+    out = run_logged(cmd, cwd=cwd, printer=printer)
+    for ln in [ln for ln in out.splitlines() if ln.strip()][-n:]:
+        printer(f"    {ln}")
+    return out
+
+
+def split_with_script(raw: str | Path, split_dir: str | Path, *, seed: int, val_fraction: float,
+                      test_fraction: float, printer: Callable[[str], None], cwd: str | Path):
+    """Split `raw` by document with core/split_dataset.py, as a user would run it; (train, val, test) samples."""
+    from lib.data import load_samples
+
+    run_showing_tail([sys.executable, "core/split_dataset.py", "--input", str(raw), "--output_dir", str(split_dir),
+                      "--seed", str(seed), "--val_ratio", str(val_fraction), "--test_fraction", str(test_fraction)],
+                     printer, cwd=cwd)
+    return tuple(load_samples(Path(split_dir) / f"{n}.json") for n in ("train", "val", "test"))
