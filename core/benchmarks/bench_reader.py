@@ -9,6 +9,8 @@
   user with a rendered data set would run it), batch `--trl_batch_size`.
 - `ours`: `lib/reader/pretrain.py`'s step: strings from DataLoader workers, images rendered on the device, the
   fixed chat prefix, loss on the answer positions only, bf16 autocast, fused AdamW, batch `--batch_size`.
+- `ours_compile`: the same step with the model under `torch.compile` (what `core/pretrain_reader.py --compile`
+  runs); compilation happens in the untimed warm-up steps.
 Both train the same model (`--init`) on the same kind of lines; each configuration runs `--warmup_steps` untimed
 steps, then `--steps` timed ones (synchronised wall clock). FLOPs per sample: `lib.reader.pretrain._flops_per_sample`
 (6 x parameters x tokens per tower + attention + the head on answer positions) for both; MFU against 798 TFLOP/s
@@ -44,6 +46,9 @@ class BenchReaderArgs:
     configs: list[str] = field(default_factory=lambda: ["trl", "ours"], help="which to run, in order")
     output_file: str | None = field(None, help="JSON with every row")
     workers: int = field(6, help="our DataLoader workers")
+
+
+CONFIGS = ("trl", "ours", "ours_compile")
 
 
 def _sync(dev):
@@ -101,7 +106,7 @@ def run_trl(args, dev, texts, images, model_dir):
             "samples_per_s": args.trl_batch_size * len(timed) / sum(timed), "peak_gib": _peak(dev)}
 
 
-def run_ours(args, dev, model_dir, atlas, faces, pool):
+def run_ours(args, dev, model_dir, atlas, faces, pool, compile: bool = False):
     import torch
     from transformers import AutoProcessor, Gemma3ForConditionalGeneration
 
@@ -115,6 +120,7 @@ def run_ours(args, dev, model_dir, atlas, faces, pool):
     batches = iter(ReaderBatches(atlas, faces, pool, args.batch_size, args.max_len, 0,
                                  args.workers if dev.type == "cuda" else 0))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=dev.type == "cuda")
+    fwd = torch.compile(model) if compile else model
     A = args.max_len + 1
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
     g = torch.Generator(device=dev).manual_seed(0)
@@ -126,11 +132,11 @@ def run_ours(args, dev, model_dir, atlas, faces, pool):
         t = time.perf_counter()
         chars, fonts = next(batches)
         chars, fonts = chars.to(dev, non_blocking=True), fonts.to(dev, non_blocking=True)
-        loss = train_step(model, renderer, seq, opt, chars, fonts, g, autocast, A)
+        loss = train_step(fwd, renderer, seq, opt, chars, fonts, g, autocast, A)
         _sync(dev)
         times.append(time.perf_counter() - t)
     timed = times[args.warmup_steps:]
-    return {"config": f"ours bs={args.batch_size}", "s_per_step": sum(timed) / len(timed),
+    return {"config": f"ours{'+compile' if compile else ''} bs={args.batch_size}", "s_per_step": sum(timed) / len(timed),
             "samples_per_s": args.batch_size * len(timed) / sum(timed), "peak_gib": _peak(dev),
             "final_loss": float(loss.detach())}
 
@@ -146,9 +152,9 @@ def main(args: BenchReaderArgs) -> dict:
     from lib.reader.synth import LineBatch, LineRenderer
     from lib.reader.text import LineSampler
 
-    unknown = [c for c in args.configs if c not in ("trl", "ours")]
+    unknown = [c for c in args.configs if c not in CONFIGS]
     if unknown:
-        raise ValueError(f"--configs: unknown configuration(s) {unknown}; choose from: trl ours")
+        raise ValueError(f"--configs: unknown configuration(s) {unknown}; choose from: {' '.join(CONFIGS)}")
     if not Path(args.atlas).is_file():
         raise FileNotFoundError(f"--atlas: no glyph atlas at {args.atlas}; build it with "
                                 f"python core/pretrain_reader.py --build_atlas {args.atlas}")
@@ -170,8 +176,8 @@ def main(args: BenchReaderArgs) -> dict:
                                         torch.tensor(fonts[i:i + 256])), g)
                 images += [Image.fromarray((x.permute(1, 2, 0).cpu().numpy() * 255).round().astype("uint8")) for x in sq]
             rows.append(run_trl(args, dev, texts, images, model_dir))
-        elif name == "ours":
-            rows.append(run_ours(args, dev, model_dir, atlas, faces, pool))
+        else:
+            rows.append(run_ours(args, dev, model_dir, atlas, faces, pool, compile=name == "ours_compile"))
     if flops is None:
         from transformers import AutoProcessor
 
@@ -179,13 +185,13 @@ def main(args: BenchReaderArgs) -> dict:
         P = SequenceBuilder(AutoProcessor.from_pretrained(model_dir), atlas.chars, "cpu").P
         flops = _flops_per_sample(model, P, args.max_len + 1)
     base = next((r["samples_per_s"] for r in rows if r["config"].startswith("trl")), None)
-    print(f"\n{'configuration':<16} {'s/step':>8} {'samples/s':>10} {'MFU':>7} {'peak GiB':>9} {'x TRL':>7}")
+    print(f"\n{'configuration':<24} {'s/step':>8} {'samples/s':>10} {'MFU':>7} {'peak GiB':>9} {'x TRL':>7}")
     for r in rows:
         r["mfu"] = r["samples_per_s"] * flops / 798e12 if dev.type == "cuda" else None
         r["x_trl"] = r["samples_per_s"] / base if base else None
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "-"
         x = f"{r['x_trl']:.2f}" if r["x_trl"] else "-"
-        print(f"{r['config']:<16} {r['s_per_step']:>8.3f} {r['samples_per_s']:>10.1f} {mfu:>7} "
+        print(f"{r['config']:<24} {r['s_per_step']:>8.3f} {r['samples_per_s']:>10.1f} {mfu:>7} "
               f"{str(r['peak_gib']):>9} {x:>7}")
     out = {"device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu", "gflop_per_sample": flops / 1e9,
            "rows": rows, "args": dataclasses.asdict(args)}
