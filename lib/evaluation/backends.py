@@ -454,7 +454,7 @@ class PaddleOCRBackend(Backend):
     def identity(self) -> dict:
         return {"backend": "paddleocr", "model": f"PP-OCRv6 {self.mode} (rapidocr {self.version})", "mode": self.mode,
                 "use_cls": self.use_cls, "text_score": self.text_score,
-                "reading_order": f"xycut band {BAND_GAP} column {COLUMN_GAP}; tables by rows" if self.mode == "page" else None}
+                "reading_order": f"xycut band {BAND_GAP} column {COLUMN_GAP}; tables as an HTML grid" if self.mode == "page" else None}
 
     def _engine(self):
         eng = getattr(self._local, "engine", None)
@@ -479,7 +479,7 @@ class PaddleOCRBackend(Backend):
             txts = getattr(res, "txts", None) or ()
             boxes = getattr(res, "boxes", None)
             if txts and boxes is not None and len(boxes) == len(txts):
-                layout = "rows" if (getattr(sample, "element", None) or "").lower() == "table" else "auto"
+                layout = "table" if (getattr(sample, "element", None) or "").lower() == "table" else "auto"
                 return Prediction(text=reading_order_text(boxes, txts, layout=layout))
             if txts:
                 return Prediction(text="\n".join(t for t in txts if t.strip()))

@@ -10,7 +10,10 @@ smaller height are one row, read left to right. Neighbouring pieces of one row a
 CJK characters and with one space between Latin letters/digits; rows are joined with newlines.
 
 Table crops (`element == "table"`) are read row by row without the XY-cut: a dense table has no wide row gaps,
-and column-major order would scramble it.
+and column-major order would scramble it. `layout="table"` also rebuilds the grid (`table_html`): rows as above,
+columns from the union of the boxes' x-extents over all rows, one `<td>` per column (empty where a row has no box
+there), so a table comes out as HTML that TEDS can score. Spans are not recovered (a merged cell lands in the
+first column it covers).
 
 Known limit: two columns whose paragraph breaks line up exactly are read band by band across the columns.
 Not for: layout analysis of figures or tables' cell structure (the text is what is scored).
@@ -21,7 +24,7 @@ from __future__ import annotations
 import statistics
 from typing import Sequence
 
-__all__ = ["reading_order_text", "order_boxes"]
+__all__ = ["reading_order_text", "order_boxes", "table_html"]
 
 Item = tuple[float, float, float, float, str]  # x0, y0, x1, y1, text
 
@@ -94,14 +97,51 @@ def order_boxes(boxes, texts: Sequence[str], band_gap: float = BAND_GAP, column_
         items.append((min(xs), min(ys), max(xs), max(ys), text.strip()))
     if not items:
         return []
-    if layout == "rows":
+    if layout in ("rows", "table"):
         return _rows(items)
     line_h = statistics.median(it[3] - it[1] for it in items) or 1.0
     return _order(items, line_h, band_gap, column_gap)
 
 
+def _columns(rows: list[list[Item]]) -> list[tuple[float, float]]:
+    """Column x-intervals: the boxes' x-extents of every row, merged where they overlap by >= 30 % of the narrower."""
+    spans = sorted((it[0], it[2]) for row in rows for it in row)
+    cols: list[list[float]] = []
+    for x0, x1 in spans:
+        if cols:
+            c = cols[-1]
+            if min(c[1], x1) - max(c[0], x0) >= 0.3 * min(c[1] - c[0], x1 - x0):
+                c[1] = max(c[1], x1)
+                continue
+        cols.append([x0, x1])
+    return [(c[0], c[1]) for c in cols]
+
+
+def table_html(boxes, texts: Sequence[str]) -> str:
+    """Detected cell boxes and their texts -> `<table><tr><td>...` (rows by vertical overlap, columns by x-extent)."""
+    import html
+
+    rows = order_boxes(boxes, texts, layout="rows")
+    if not rows:
+        return ""
+    cols = _columns(rows)
+    out = ["<table>"]
+    for row in rows:
+        cells = [""] * len(cols)
+        for it in row:
+            mid = (it[0] + it[2]) / 2
+            k = min(range(len(cols)), key=lambda j: 0 if cols[j][0] <= mid <= cols[j][1]
+                    else min(abs(mid - cols[j][0]), abs(mid - cols[j][1])))
+            cells[k] = cells[k] + (_joiner(cells[k], it[4]) if cells[k] else "") + it[4]
+        out.append("<tr>" + "".join(f"<td>{html.escape(c, quote=False)}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
 def reading_order_text(boxes, texts: Sequence[str], band_gap: float = BAND_GAP, column_gap: float = COLUMN_GAP,
                        layout: str = "auto") -> str:
+    if layout == "table":
+        return table_html(boxes, texts)
     lines = []
     for row in order_boxes(boxes, texts, band_gap, column_gap, layout):
         line = row[0][4]

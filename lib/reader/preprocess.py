@@ -184,6 +184,12 @@ class LineFinder:
         boxes = getattr(res, "boxes", None)
         return [] if boxes is None else [np.asarray(b, dtype=np.float32) for b in boxes]
 
+    def recognise(self, img: Image.Image) -> str:
+        """PP-OCRv6's recogniser on one line crop (no detection)."""
+        bgr = np.asarray(img.convert("RGB"))[:, :, ::-1].copy()
+        res = self._engine()(bgr, use_det=False, use_cls=False, use_rec=True)
+        return "".join(getattr(res, "txts", None) or ())
+
 
 def _crop_quad(img: np.ndarray, quad: np.ndarray) -> Image.Image:
     from rapidocr.utils.process_img import get_rotate_crop_image
@@ -213,5 +219,5 @@ def prepare_lines(img: Image.Image, spec: ReaderInput, finder: LineFinder | None
         for k, piece in enumerate(split_long_line(crop, spec)):
             squares.append(fold_line(piece, spec))
             boxes.append((box, k))
-    layout = "rows" if (element or "").lower() == "table" else "auto"
+    layout = "table" if (element or "").lower() == "table" else "auto"
     return squares, boxes, layout
