@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lib.evaluation.reading_order import reading_order_text, table_html
-from lib.reader.line_labels import label_lines, line_rows_from_labels
+from lib.train.line_labels import label_lines, line_rows_from_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,7 @@ def test_line_pairing_from_element_labels_and_its_recogniser_check(tmp_path):
 def test_results_table_bench_runs_end_to_end(tmp_path):
     work = tmp_path / "rt"
     proc = subprocess.run([sys.executable, "-m", "core.benchmarks.bench_results_table", "--n_test_elements", "8",
-                           "--n_test_pages", "1", "--n_train_elements", "10", "--n_trials", "2", "--max_steps", "1",
+                           "--n_test_pages", "1", "--n_train_elements", "24", "--val_fraction", "0.4", "--n_trials", "2", "--max_steps", "1",
                            "--work_dir", str(work)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((work / "summary.json").read_text(encoding="utf-8"))
@@ -89,7 +89,7 @@ def test_results_table_bench_runs_end_to_end(tmp_path):
     assert table.count("\n| ") == 7 and "PP-OCRv6 page mode" in table  # header + 6 engines
     # a rerun resumes: nothing is recomputed, same table
     proc2 = subprocess.run([sys.executable, "-m", "core.benchmarks.bench_results_table", "--n_test_elements", "8",
-                            "--n_test_pages", "1", "--n_train_elements", "10", "--n_trials", "2", "--max_steps", "1",
+                            "--n_test_pages", "1", "--n_train_elements", "24", "--val_fraction", "0.4", "--n_trials", "2", "--max_steps", "1",
                             "--work_dir", str(work)], cwd=ROOT, capture_output=True, text=True)
     assert proc2.returncode == 0 and (work / "results_table.md").read_text(encoding="utf-8") == table
     assert "gemma_hyperparameter_search" not in proc2.stdout

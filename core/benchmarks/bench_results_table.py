@@ -9,7 +9,7 @@ Steps, each with the project's own scripts:
 1. test set: `core/synth_data.py` element crops (`configs/synth/elements.yaml`: text, table, seal, signature,
    footer) and whole pages of the same documents (seed `--test_seed`) -> one test file;
 2. training set: element crops of other documents (seed `--train_seed`), turned into line crops for the reader by
-   `lib/reader/line_labels.py` (detected lines paired with label lines, every pairing checked by PP-OCRv6's
+   `lib/train/line_labels.py` (detected lines paired with label lines, every pairing checked by PP-OCRv6's
    recogniser; what cannot be paired is skipped and counted), split by document (core/split_dataset.py);
 3. `core/evaluate.py --mode hf` with the shipped reader (no domain SFT);
 4. `core/gemma_hyperparameter_search.py` over lr / schedule / warm-up (`configs/results_table/reader_search.json`),
@@ -59,6 +59,7 @@ class ResultsTableArgs:
     max_steps: int | None = field(None, help="override every trial's max_steps (smoke runs)")
     max_new_tokens: int = field(96, help="reader: tokens per folded line")
     batch_size: int = field(32, help="evaluation batch size")
+    val_fraction: float = field(0.15, help="validation share of the training documents (the search ranks trials on it)")
     seed: int = field(0, help="split seed")
 
 
@@ -90,7 +91,7 @@ def _row(res: dict, profile: str = "standard") -> dict:
 def main(args: ResultsTableArgs) -> dict:
     from lib.data import load_samples
     from lib.metrics.scoring import paired_comparison
-    from lib.reader.line_labels import line_rows_from_labels
+    from lib.train.line_labels import line_rows_from_labels
     from lib.results import atomic_write_json
 
     t0 = time.time()
@@ -127,8 +128,11 @@ def main(args: ResultsTableArgs) -> dict:
     log(f"training lines: {stats['lines']} from {sum(stats['images_used'].values())} of {stats['images_total']} "
         f"element crops; skipped: {stats['images_skipped']}")
     split = work / "split"
-    train, val, _ = split_with_script(lines_file, split, seed=args.seed, val_fraction=0.05, test_fraction=0.0,
+    train, val, _ = split_with_script(lines_file, split, seed=args.seed, val_fraction=args.val_fraction, test_fraction=0.0,
                                       printer=log, cwd=ROOT)
+    if not val:
+        raise ValueError(f"--val_fraction {args.val_fraction}: the validation split of {lines_file} is empty; the search "
+                         "needs validation lines (raise --val_fraction or --n_train_elements)")
     shared = sorted({s.doc_id for s in test} & {s.doc_id for s in train + val})
     train_strings = {s.text for s in train}
     test_lines = [ln.strip() for s in test for ln in s.text.split("\n") if ln.strip()]
@@ -158,6 +162,8 @@ def main(args: ResultsTableArgs) -> dict:
                           "--train-args", json.dumps(train_args), "--storage", f"sqlite:///{search_dir / 'rt.db'}",
                           "--base-output-dir", str(search_dir), "--studies-dir", str(search_dir),
                           "--trial-timeout", "0"], log, cwd=ROOT, n=3)
+    if not best_file.is_file():
+        raise ValueError(f"the search finished without a best trial (see {search_dir / 'rt'}/trial_*/train.log)")
     best = json.loads(best_file.read_text(encoding="utf-8"))
     sft_dir = search_dir / "rt" / "trial_0000" / "model"
     best_dir = Path(best["best_adapter_dir"]) / "model"
