@@ -29,6 +29,12 @@ class PretrainReaderArgs:
     atlas: str = field(".device_carry/atlas_pretrain.npz", help="glyph atlas (.npz from --build_atlas)")
     output_dir: str = field("runs/reader", help="where the trained model goes")
     build_atlas: str | None = field(None, help="only build the glyph atlas of the pretraining faces into this path")
+    atlas_faces: int = field(0, help="with --build_atlas: keep N pretraining faces spread over the families (0 = all; a "
+                             "smaller atlas travels to the GPU beside a larger model)")
+    build_ppocr_reader: str | None = field(None, help="only build a reader with PP-OCRv6's recogniser as its vision "
+                                           "tower from --init's language model into this folder "
+                                           "(lib/reader/ppocr_vision.py)")
+    vision_lr_scale: float = field(1.0, help="learning-rate factor of the vision tower (a pretrained one: < 1)")
     batch_size: int = field(512, help="lines per step")
     lr: float = field(1e-3, help="peak learning rate (AdamW)")
     warmup_steps: int = field(300, help="linear warm-up at the start of every call (AdamW state does not travel)")
@@ -58,9 +64,17 @@ def main(args: PretrainReaderArgs) -> dict:
         from lib.reader.glyphs import PRETRAIN_HELD_OUT, available_faces, build_atlas, reader_atlas_chars, save_atlas
 
         faces = [f for f in available_faces() if f.name not in PRETRAIN_HELD_OUT]
+        if 0 < args.atlas_faces < len(faces):  # spread over the list (its families come in runs)
+            faces = [faces[int(i * len(faces) / args.atlas_faces)] for i in range(args.atlas_faces)]
         atlas = build_atlas(reader_atlas_chars(), faces)
         path = save_atlas(atlas, args.build_atlas)
         out = {"atlas": str(path), "faces": list(atlas.faces), "chars": len(atlas.chars)}
+        print(json.dumps(out, ensure_ascii=False))
+        return out
+    if args.build_ppocr_reader:
+        from lib.reader.ppocr_vision import build_ppocr_reader
+
+        out = build_ppocr_reader(args.init, args.build_ppocr_reader)
         print(json.dumps(out, ensure_ascii=False))
         return out
     from lib.reader.pretrain import PretrainConfig, pretrain

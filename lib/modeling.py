@@ -175,6 +175,9 @@ def load_model_and_processor(name_or_path: str, *, dtype: str | Any = "auto", lo
             device_map = {"": torch.cuda.current_device()}
     if device_map is not None:
         kwargs["device_map"] = device_map
+    from lib.reader.ppocr_vision import register
+
+    register()  # the reader's PP-OCRv6 vision tower is a model type of ours
     try:
         model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
     except OSError as exc:

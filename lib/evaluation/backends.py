@@ -417,6 +417,8 @@ def join_lines(boxes: Sequence[tuple[np.ndarray, int]], texts: Sequence[str], la
     merged = ["".join(per_box[k]) for k in order]
     if len(merged) == 1:
         return merged[0]
+    if layout == "ordered":  # lines already in reading order (a seal's ring text, then its centre)
+        return "\n".join(merged)
     return reading_order_text([quads[k] for k in order], merged, layout=layout)
 
 

@@ -201,9 +201,23 @@ def prepare_lines(img: Image.Image, spec: ReaderInput, finder: LineFinder | None
                   ) -> tuple[list[Image.Image], list[Any], str]:
     """(folded squares, their boxes, layout) for one image. Single-line elements and images in which detection
     finds nothing are read as one line; each box may give several squares (long lines): boxes repeat then."""
+    from lib.reader.stamps import drop_stamps, seal_lines
+
+    kind = (element or "").lower()
     rgb = img.convert("RGB")
+    if kind == "seal":
+        lines = seal_lines(rgb)
+        if lines:
+            squares, boxes = [], []
+            for line, box in lines:
+                for k, piece in enumerate(split_long_line(line, spec)):
+                    squares.append(fold_line(piece, spec))
+                    boxes.append((box, k))
+            return squares, boxes, "ordered"
+    else:
+        rgb = drop_stamps(rgb, all_red=kind == "signature")
     quads: list[np.ndarray] = []
-    if finder is not None and (element or "").lower() not in ("line",):
+    if finder is not None and kind not in ("line",):
         quads = finder(rgb)
     squares, boxes = [], []
     if not quads:

@@ -50,6 +50,7 @@ class PretrainConfig:
     batch_size: int = 512
     lr: float = 1e-3
     weight_decay: float = 0.01
+    vision_lr_scale: float = 1.0    # lr factor of the vision tower (a pretrained tower, e.g. PP-OCRv6's: < 1)
     warmup_steps: int = 300
     minutes: float = 7.0            # training time budget of this call
     max_steps: int = 0              # 0 = until the time budget
@@ -308,7 +309,9 @@ def pretrain(cfg: PretrainConfig) -> dict:
     init_dir = resolve_model_path(cfg.init)
     state_path = Path(init_dir) / "pretrain_state.json"
     prev = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {}
-    model = Gemma3ForConditionalGeneration.from_pretrained(init_dir, torch_dtype=torch.float32).to(dev)
+    from lib.reader.ppocr_vision import load_reader_model
+
+    model = load_reader_model(init_dir, torch.float32).to(dev)
     model.config.use_cache = False
     processor = AutoProcessor.from_pretrained(init_dir)
     tok = processor.tokenizer
@@ -326,11 +329,13 @@ def pretrain(cfg: PretrainConfig) -> dict:
     g_val = torch.Generator(device=dev).manual_seed(1234)
     val_imgs = torch.cat([renderer.render(LineBatch(val_chars[i:i + 256], val_font_t[i:i + 256]), g_val)
                           for i in range(0, len(val_texts), 256)])
-    decay, no_decay = [], []
+    groups: dict[tuple[bool, bool], list] = {}
     for n, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "norm" in n or "embed" in n else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98),
+        nd = p.ndim < 2 or "norm" in n or "embed" in n
+        groups.setdefault((nd, ".vision_tower." in f".{n}"), []).append(p)
+    opt = torch.optim.AdamW([{"params": ps, "weight_decay": 0.0 if nd else cfg.weight_decay,
+                              "lr_scale": cfg.vision_lr_scale if vis else 1.0}
+                             for (nd, vis), ps in sorted(groups.items())], lr=cfg.lr, betas=(0.9, 0.98),
                             eps=1e-8, fused=dev.type == "cuda")
     fwd = torch.compile(model) if cfg.compile else model
     g = torch.Generator(device=dev).manual_seed(cfg.seed * 7 + call)
@@ -369,7 +374,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
             cfg.final_lr_frac, 1 - (frac - (1 - cfg.anneal_frac)) / cfg.anneal_frac * (1 - cfg.final_lr_frac))
         lr = cfg.lr * warm * anneal
         for grp in opt.param_groups:
-            grp["lr"] = lr
+            grp["lr"] = lr * grp.get("lr_scale", 1.0)
         chars, fonts = next(it)
         chars = chars.to(dev, non_blocking=True)
         fonts = fonts.to(dev, non_blocking=True)
