@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from lib.config import field, parse_args
-from lib.utils.run import run_showing_tail, split_with_script
+from lib.utils.run import evaluate_with_script, run_showing_tail, split_with_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,9 +59,7 @@ class QuickstartArgs:
 
 
 def _evaluate(name: str, extra: list[str], test_file: Path, work: Path, log) -> dict:
-    out = work / "results" / f"{name}.json"
-    run_showing_tail([sys.executable, "core/evaluate.py", "--data-file", str(test_file), "--output-file", str(out),
-                      "--no-progress", *extra], log, cwd=ROOT)
+    out = evaluate_with_script(name, extra, test_file, work, log, cwd=ROOT)
     return json.loads(out.read_text(encoding="utf-8"))
 
 

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from lib.config import field, parse_args
-from lib.utils.run import run_showing_tail, split_with_script
+from lib.utils.run import evaluate_with_script, run_showing_tail, split_with_script
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = ROOT / "configs" / "results_table"
@@ -64,10 +64,7 @@ class ResultsTableArgs:
 
 
 def _evaluate(name: str, extra: list[str], test_file: Path, work: Path, log) -> Path:
-    out = work / "results" / f"{name}.json"
-    run_showing_tail([sys.executable, "core/evaluate.py", "--data-file", str(test_file), "--output-file", str(out),
-                      "--no-progress", *extra], log, cwd=ROOT, n=1)
-    return out
+    return evaluate_with_script(name, extra, test_file, work, log, cwd=ROOT, n=1)
 
 
 def _synth(out: Path, n: int, seed: int, granularity: str, args: ResultsTableArgs, log, extra=()) -> Path:

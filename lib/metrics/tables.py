@@ -36,7 +36,7 @@ from rapidfuzz.distance import Levenshtein
 
 from lib.metrics.normalization import normalize
 
-__all__ = ["TableParseError", "TableTimeout", "parse_table", "looks_like_table", "has_table", "teds", "teds_s",
+__all__ = ["TableParseError", "TableTimeout", "table_cell_texts", "parse_table", "looks_like_table", "has_table", "teds", "teds_s",
            "table_cell_text", "TableNode", "DEFAULT_TIME_LIMIT_S"]
 
 DEFAULT_TIME_LIMIT_S = 30.0  # CPU seconds; a 600-cell table takes ~7 s in APTED (pure Python)
@@ -154,6 +154,21 @@ def _table_element(text: str | None):
     s, e = blocks[0]
     html = _markdown_to_html("\n".join(lines[s:e]))
     return _html_table_element(html)
+
+
+def table_cell_texts(text: str | None) -> list[str]:
+    """The non-empty cell texts of an HTML or Markdown table, row by row (whitespace runs collapsed); raises
+    TableParseError when `text` holds no table."""
+    import re
+
+    cells = []
+    for tr in _table_element(text).iter("tr"):
+        for td in tr:
+            if isinstance(td.tag, str) and td.tag.lower() in ("td", "th"):
+                t = re.sub(r"\s+", " ", "".join(td.itertext())).strip()
+                if t:
+                    cells.append(t)
+    return cells
 
 
 def _rows(table_el):

@@ -32,18 +32,12 @@ __all__ = ["label_lines", "line_rows_from_labels"]
 def label_lines(text: str, element: str | None) -> list[str]:
     """The label's lines in reading order: table cells row by row (HTML or Markdown tables), else its text lines."""
     if (element or "").lower() == "table":
-        from lib.metrics.tables import _table_element
+        from lib.metrics.tables import TableParseError, table_cell_texts
 
-        table = _table_element(text)
-        if table is not None:
-            cells = []
-            for tr in table.iter("tr"):
-                for td in tr:
-                    if isinstance(td.tag, str) and td.tag.lower() in ("td", "th"):
-                        t = re.sub(r"\s+", " ", "".join(td.itertext())).strip()
-                        if t:
-                            cells.append(t)
-            return cells
+        try:
+            return table_cell_texts(text)
+        except TableParseError:
+            pass                       # a table crop labelled as plain text: its lines
     return [ln.strip() for ln in text.split("\n") if ln.strip()]
 
 

@@ -55,6 +55,15 @@ def run_showing_tail(cmd: Sequence[str], printer: Callable[[str], None], *, cwd:
     return out
 
 
+def evaluate_with_script(name: str, extra: Sequence[str], test_file: str | Path, work: str | Path,
+                         printer: Callable[[str], None], *, cwd: str | Path, n: int = 2) -> Path:
+    """Run core/evaluate.py on `test_file` into work/results/<name>.json, as a user would; returns that path."""
+    out = Path(work) / "results" / f"{name}.json"
+    run_showing_tail([sys.executable, "core/evaluate.py", "--data-file", str(test_file), "--output-file", str(out),
+                      "--no-progress", *extra], printer, cwd=cwd, n=n)
+    return out
+
+
 def split_with_script(raw: str | Path, split_dir: str | Path, *, seed: int, val_fraction: float,
                       test_fraction: float, printer: Callable[[str], None], cwd: str | Path):
     """Split `raw` by document with core/split_dataset.py, as a user would run it; (train, val, test) samples."""
