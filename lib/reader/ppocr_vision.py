@@ -253,7 +253,7 @@ def register() -> None:
 
 def _gemma3_config(config: dict):
     """A Gemma3Config whose vision_config is the PP-OCRv6 tower's. Where transformers turns every Gemma 3
-    vision_config dict into SigLIP's (5.17), the sub-config is set after construction, which it keeps."""
+    vision_config dict into SigLIP's (5.17), the sub-config is set after construction, past its type check."""
     import copy
 
     from transformers import Gemma3Config
@@ -264,7 +264,8 @@ def _gemma3_config(config: dict):
     d["vision_config"] = pv.to_dict()
     cfg = Gemma3Config.from_dict(d)
     if not isinstance(cfg.vision_config, PPOCRVisionConfig):
-        cfg.vision_config = pv
+        # 5.17's strict dataclass setter accepts only SigLIP here; the model and its saving read any config
+        object.__setattr__(cfg, "vision_config", pv)
     return cfg
 
 
