@@ -35,6 +35,9 @@ class PretrainReaderArgs:
                                            "tower from --init's language model into this folder "
                                            "(lib/reader/ppocr_vision.py)")
     vision_lr_scale: float = field(1.0, help="learning-rate factor of the vision tower (a pretrained one: < 1)")
+    freeze: list[str] = field(default_factory=list, help="parameters whose name contains one of these stay frozen "
+                              "(vision_tower.backbone vision_tower.head: keep PP-OCRv6's recogniser and its CTC "
+                              "path, which decides the image slots, as PP-OCRv6 trained them)")
     batch_size: int = field(512, help="lines per step")
     lr: float = field(1e-3, help="peak learning rate (AdamW)")
     warmup_steps: int = field(300, help="linear warm-up at the start of every call (AdamW state does not travel)")
@@ -80,7 +83,8 @@ def main(args: PretrainReaderArgs) -> dict:
     from lib.reader.pretrain import PretrainConfig, pretrain
 
     fields = {f.name for f in dataclasses.fields(PretrainConfig)}
-    cfg = PretrainConfig(**{k: v for k, v in dataclasses.asdict(args).items() if k in fields})
+    cfg = PretrainConfig(**{k: (tuple(v) if k == "freeze" else v) for k, v in dataclasses.asdict(args).items()
+                            if k in fields})
     result = pretrain(cfg)
     print(json.dumps(result, ensure_ascii=False, indent=1))
     return result

@@ -421,3 +421,21 @@ def test_fast_train_mode_still_switches_a_module_left_in_eval():
         model.eval()
         assert not any(m.training for m in model.modules())
     assert "train" not in model.__dict__
+
+
+def test_freeze_modules_keeps_named_parameters_frozen_in_full_fine_tuning():
+    """Full fine-tuning with freeze_modules: the named parameters get no gradient (and no backward runs through a
+    frozen tower fed by frozen inputs), every other parameter trains; a pattern that matches nothing is refused."""
+    from lib.perf import bench_processor, build_gemma3_vlm
+    from lib.train.args import SFTArgs
+    from lib.train.model import apply_peft
+
+    proc = bench_processor("tiny")
+    model = apply_peft(build_gemma3_vlm("tiny", proc, dtype=torch.float32),
+                       SFTArgs(model_name="x", finetune="full", freeze_modules=["vision_tower"]))
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert frozen and all("vision_tower" in n for n in frozen)
+    assert all(p.requires_grad for n, p in model.named_parameters() if "vision_tower" not in n)
+    with pytest.raises(ValueError, match="freeze_modules: \\['no_such_module'\\] match no parameter"):
+        apply_peft(build_gemma3_vlm("tiny", proc, dtype=torch.float32),
+                   SFTArgs(model_name="x", finetune="full", freeze_modules=["no_such_module"]))

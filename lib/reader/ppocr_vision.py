@@ -300,7 +300,7 @@ def build_ppocr_reader(base: str | Path, out_dir: str | Path) -> dict:
 
     register()
     base_dir = resolve_model_path(str(base))
-    src = Gemma3ForConditionalGeneration.from_pretrained(base_dir, dtype=torch.float32)
+    src = load_reader_model(base_dir, torch.float32)
     processor = AutoProcessor.from_pretrained(base_dir)
     tok = processor.tokenizer
     cfg = src.config.to_dict()

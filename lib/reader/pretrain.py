@@ -51,6 +51,8 @@ class PretrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     vision_lr_scale: float = 1.0    # lr factor of the vision tower (a pretrained tower, e.g. PP-OCRv6's: < 1)
+    freeze: tuple[str, ...] = ()    # parameters whose name contains one of these stay frozen (e.g. the PP-OCRv6
+    #                                 tower's backbone and CTC head: its CTC path decides the slots, keep it PP's)
     warmup_steps: int = 300
     minutes: float = 7.0            # training time budget of this call
     max_steps: int = 0              # 0 = until the time budget
@@ -278,7 +280,11 @@ def _save(model, processor, out: Path, state: dict) -> None:
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    model.to(torch.bfloat16).save_pretrained(tmp, max_shard_size="14MB")
+    keep = tuple(state.get("config", {}).get("freeze", ()))   # frozen parts (PP-OCRv6's recogniser) stay float32
+    for n, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_floating_point() and not any(pat in n for pat in keep):
+            t.data = t.data.to(torch.bfloat16)
+    model.save_pretrained(tmp, max_shard_size="14MB")
     model.to(torch.float32)
     processor.save_pretrained(tmp)
     for extra in ("reader_config.json", "embedded_spec.json"):
@@ -331,6 +337,9 @@ def pretrain(cfg: PretrainConfig) -> dict:
                           for i in range(0, len(val_texts), 256)])
     groups: dict[tuple[bool, bool], list] = {}
     for n, p in model.named_parameters():
+        if any(pat in n for pat in cfg.freeze):
+            p.requires_grad_(False)
+            continue
         nd = p.ndim < 2 or "norm" in n or "embed" in n
         groups.setdefault((nd, ".vision_tower." in f".{n}"), []).append(p)
     opt = torch.optim.AdamW([{"params": ps, "weight_decay": 0.0 if nd else cfg.weight_decay,

@@ -68,6 +68,9 @@ class SFTArgs:
                                            help="language-model linear layers that get LoRA (name suffixes)")
     finetune_language_layers: bool = field(True, help="LoRA on the language model's layers")
     finetune_vision_layers: bool = field(False, help="LoRA on every linear layer of the vision tower too")
+    freeze_modules: list[str] = field(default_factory=list, help="full fine-tuning: parameters whose name contains "
+                                      "one of these stay frozen (e.g. vision_tower.backbone: the reader's pretrained "
+                                      "PP-OCRv6 recogniser kept as it is, and no backward through it)")
     modules_to_save: list[str] = field(default_factory=list, help="modules trained in full and saved with the adapter "
                                        "(e.g. multi_modal_projector vision_tower)")
     # -- data -----------------------------------------------------------------------------------------------------

@@ -53,8 +53,16 @@ def lora_target_names(model, *, language: bool, vision: bool, suffixes: Sequence
 def apply_peft(model, args: SFTArgs):
     """Wrap `model` for LoRA/QLoRA per `args` (returns it unchanged for full fine-tuning)."""
     if args.finetune == "full":
-        for p in model.parameters():
-            p.requires_grad_(True)
+        frozen = {pat: 0 for pat in args.freeze_modules}
+        for name, p in model.named_parameters():
+            hit = [pat for pat in frozen if pat in name]
+            for pat in hit:
+                frozen[pat] += 1
+            p.requires_grad_(not hit)
+        unused = [pat for pat, n in frozen.items() if not n]
+        if unused:
+            raise ValueError(f"freeze_modules: {unused} match no parameter of {args.model_name} (names look like "
+                             f"{next(iter(model.state_dict()))!r})")
         return model
     if args.load_in_4bit:
         # Not peft's prepare_model_for_kbit_training: it casts every non-quantized parameter to fp32 (for Gemma 3 the
