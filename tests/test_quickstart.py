@@ -90,8 +90,11 @@ def test_reader_quickstart_runs_end_to_end(tmp_path, monkeypatch, capsys):
     assert 0.0 < summary["scores"]["base"]["cer"] < 0.9
     assert (tmp_path / "model" / "model" / "reader_config.json").is_file()  # the fine-tuned folder is still a reader
     failed = sorted(k for k, ok in summary["checks"].items() if not ok)
-    assert exc.value.code == (1 if failed else 0) and set(failed) <= {"finetuned_le_0.9x_base",
-                                                             "finetuned_better_paired_p_lt_0.05"}, failed
+    # the improvement checks cannot pass after 2 steps; the base-difficulty check is a statistic of the full run's
+    # 100+ test lines and on this run's 3-4 test documents it falls on either side of 0.05 (a CI run fell below)
+    assert exc.value.code == (1 if failed else 0) and set(failed) <= {
+        "finetuned_le_0.9x_base", "finetuned_better_paired_p_lt_0.05", "base_reads_domain_badly_cer_ge_0.05"}, failed
+    assert {"no_test_document_in_training", "every_test_image_scored"}.isdisjoint(failed), failed
 
 
 def test_reader_quickstart_refuses_a_pretraining_face(tmp_path):

@@ -193,3 +193,30 @@ def test_default_config_keeps_the_original_keys():
         (2e-4, 5, 4, 1, 16, 16, 8192)
     args = parse_args(SFTArgs, ["--close_report_to_wandb", "--report_to", "wandb"], legacy_keys=LEGACY_KEYS)
     assert args.report_to == "none"
+
+
+def test_full_model_checkpoint_loads_back_into_the_trainer(tmp_path):
+    """A full fine-tune's checkpoint (written by save_pretrained in transformers 5's original key layout) is loaded
+    back by `load_best_model_at_end` and by resuming: every weight equals the checkpoint's again, not the weights the
+    model had (the Trainer's own load matched no key and kept them)."""
+    import torch
+
+    from lib.train import build_trainer
+
+    trainer = build_trainer(_args(tmp_path, finetune="full", val_ratio=0.0), printer=lambda *a: None)
+    ckpt = tmp_path / "checkpoint-7"
+    trainer.save_model(str(ckpt))
+    saved = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.add_(1.0)
+    trainer.state.best_model_checkpoint = str(ckpt)
+    trainer._load_best_model()
+    now = trainer.model.state_dict()
+    assert all(torch.equal(now[k], v) for k, v in saved.items())
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.mul_(0.5)
+    trainer._load_from_checkpoint(str(ckpt))
+    now = trainer.model.state_dict()
+    assert all(torch.equal(now[k], v) for k, v in saved.items())

@@ -10,6 +10,9 @@ touches, so the rest of lib/train never names a private attribute:
   `BatchSamplerShard` is set to pass the stream's per-rank batches through (`num_processes`, `process_index`).
 - `TrainerHooks._clip_grad_norm` (`Trainer._clip_grad_norm`, `Trainer._has_mixed_mesh_grads`): clipping over the
   trainable parameters only, from the list `OCRTrainer.train` took at its start.
+- `TrainerHooks._load_best_model`, `TrainerHooks._load_from_checkpoint` (same names on `Trainer`): a full model's
+  best checkpoint and resumed checkpoint loaded through `from_pretrained`, which maps transformers 5's saved key
+  layout back (the Trainer's plain `load_state_dict` matches no key). Not behind the switch: a correctness fix.
 - `active_train_loader`: the loader the Trainer iterates (`trainer.callback_handler.train_dataloader`).
 - `no_grad_frozen_vision`, `no_sync_placeholder_mask`: replace the model's `get_image_features` and, on
   `Gemma3Model` (found by class name), `get_placeholder_mask` - which the models' `forward` call internally.
@@ -127,6 +130,41 @@ class TrainerHooks:
             return super()._clip_grad_norm(model)
         # the list taken at train() start: the same parameter objects under a DDP wrapper
         return self.accelerator.clip_grad_norm_(walks.trainable, self.args.max_grad_norm)
+
+    def _load_best_model(self):
+        """`load_best_model_at_end` for a full (not PEFT) model: `_load_saved_model`; otherwise the Trainer's own."""
+        if not self._load_saved_model(self.state.best_model_checkpoint):
+            super()._load_best_model()
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Resuming a full (not PEFT) model: `_load_saved_model`; otherwise the Trainer's own."""
+        if (model is not None and model is not self.model) or not self._load_saved_model(resume_from_checkpoint):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_saved_model(self, folder) -> bool:
+        """Load the weights of a full model that `save_pretrained` wrote into `folder` back into the model being
+        trained; False where the Trainer's own loading applies (PEFT adapters, FSDP, DeepSpeed, no config.json).
+
+        transformers 5 writes checkpoints in the original key layout (`save_pretrained(save_original_format=True)`:
+        `language_model.model.layers...` for Gemma 3), which the Trainer's `model.load_state_dict(state_dict, False)`
+        cannot map back to the live one (`model.language_model.layers...`): every key comes back missing or
+        unexpected, one warning line is logged, and the best checkpoint or a resumed run silently keeps the weights
+        it had. `from_pretrained` applies the model's conversion mapping; the weights are then copied in strictly."""
+        from transformers import PreTrainedModel
+
+        model = self.accelerator.unwrap_model(self.model)
+        if (self.is_deepspeed_enabled or self.is_fsdp_enabled or not isinstance(model, PreTrainedModel)
+                or getattr(model, "_hf_peft_config_loaded", False)
+                or not os.path.isfile(os.path.join(folder, "config.json"))):
+            return False
+        saved = type(model).from_pretrained(folder, dtype="auto")
+        result = model.load_state_dict(saved.state_dict(), strict=False)
+        del saved
+        if result.missing_keys or result.unexpected_keys:
+            raise RuntimeError(f"{folder}: the saved weights do not match the model being trained (missing "
+                               f"{result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})")
+        log.info("loaded the weights of %s", folder)
+        return True
 
 
 def active_train_loader(trainer):
