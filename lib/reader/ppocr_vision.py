@@ -111,14 +111,43 @@ def _backbone(name: str) -> nn.Module:
         return copy.deepcopy(_converted(name))
 
 
+# onnx2torch modules that import torchvision at import time, for ops the recogniser does not have
+_TORCHVISION_CONVERTERS = ("onnx2torch.node_converters.nms", "onnx2torch.node_converters.roialign")
+
+
+def _onnx2torch_convert():
+    """`onnx2torch.convert`, importable without torchvision (the one place that touches onnx2torch's internals).
+    onnx2torch 1.5.x declares torchvision and imports it in its NonMaxSuppression and RoiAlign converters; installing
+    torchvision pulls a CUDA torch over the CPU one. Where torchvision is absent those two converter modules are
+    registered empty, so a graph with those ops fails in `convert` with onnx2torch's own "not implemented" error."""
+    import importlib.util
+    import sys
+    import types
+
+    try:
+        from onnx2torch import convert
+        return convert
+    except ModuleNotFoundError as err:
+        if err.name != "torchvision" and not (err.name or "").startswith("torchvision."):
+            raise
+    if importlib.util.find_spec("onnx2torch") is None:
+        raise ModuleNotFoundError("onnx2torch is not installed: pip install --no-deps onnx2torch==1.5.15")
+    for name in [m for m in sys.modules if m == "onnx2torch" or m.startswith("onnx2torch.")]:
+        del sys.modules[name]  # the failed import left a half-initialised package behind
+    for name in _TORCHVISION_CONVERTERS:
+        sys.modules[name] = types.ModuleType(name, "stand-in: needs torchvision, not installed")
+    from onnx2torch import convert
+    return convert
+
+
 @functools.lru_cache(maxsize=2)
 def _converted(name: str) -> nn.Module:
     """The recogniser up to its CTC head, as a torch.fx module (onnx2torch). Two 2 x 2 stride-1 ops use
     SAME_UPPER auto-padding, which onnx2torch lacks: they get the explicit pads it stands for (0 before, 1 after)."""
     import onnx
     from onnx import helper
-    from onnx2torch import convert
 
+    convert = _onnx2torch_convert()
     model = onnx.utils.Extractor(_onnx(name)).extract_model(["x"], [HEAD_INPUT])
     for node in model.graph.node:
         auto = [a for a in node.attribute if a.name == "auto_pad"]
