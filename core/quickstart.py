@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -81,8 +82,11 @@ def main(args: QuickstartArgs) -> dict:
 
     bad = [f for f in args.faces if f not in PRETRAIN_HELD_OUT]
     if bad:
-        raise ValueError(f"--faces: {bad} were in the reader's pretraining; a domain face must be one of "
+        raise ValueError(f"--faces: {bad} are not held out of the reader's pretraining; a domain face must be one of "
                          f"{list(PRETRAIN_HELD_OUT)}")
+    if "tesseract" in args.baselines and not shutil.which("tesseract"):  # before any work, not after the fine-tune
+        raise FileNotFoundError("the Tesseract baseline needs the tesseract binary: apt-get install tesseract-ocr "
+                                "tesseract-ocr-chi-tra (or --baselines paddleocr)")
     t0 = time.time()
     timings: dict[str, float] = {}
     work = Path(args.work_dir).resolve()

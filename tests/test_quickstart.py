@@ -102,5 +102,5 @@ def test_reader_quickstart_refuses_a_pretraining_face(tmp_path):
 
     r = subprocess.run([sys.executable, "core/quickstart.py", "--work_dir", str(tmp_path), "--faces", "TW-Kai"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2 and "--faces: ['TW-Kai'] were in the reader's pretraining" in r.stderr
+    assert r.returncode == 2 and "--faces: ['TW-Kai'] are not held out of the reader's pretraining" in r.stderr
     assert "Traceback" not in r.stderr
