@@ -120,7 +120,6 @@ def _onnx2torch_convert():
     onnx2torch 1.5.x declares torchvision and imports it in its NonMaxSuppression and RoiAlign converters; installing
     torchvision pulls a CUDA torch over the CPU one. Where torchvision is absent those two converter modules are
     registered empty, so a graph with those ops fails in `convert` with onnx2torch's own "not implemented" error."""
-    import importlib.util
     import sys
     import types
 
@@ -128,10 +127,10 @@ def _onnx2torch_convert():
         from onnx2torch import convert
         return convert
     except ModuleNotFoundError as err:
+        if err.name == "onnx2torch":
+            raise ModuleNotFoundError("onnx2torch is not installed: pip install --no-deps onnx2torch==1.5.15") from None
         if err.name != "torchvision" and not (err.name or "").startswith("torchvision."):
             raise
-    if importlib.util.find_spec("onnx2torch") is None:
-        raise ModuleNotFoundError("onnx2torch is not installed: pip install --no-deps onnx2torch==1.5.15")
     for name in [m for m in sys.modules if m == "onnx2torch" or m.startswith("onnx2torch.")]:
         del sys.modules[name]  # the failed import left a half-initialised package behind
     for name in _TORCHVISION_CONVERTERS:
